@@ -1,0 +1,17 @@
+"""Web blueprints, one per audience."""
+from flask import Flask, g
+
+from portal import tenancy
+
+
+def register(app: Flask) -> None:
+    from portal.blueprints import admin, api, auth, health, ops, studio
+
+    for module in (health, auth, studio, api, admin, ops):
+        app.register_blueprint(module.bp)
+
+    @app.teardown_request
+    def _leave_tenant(_exc):
+        token = g.pop("tenant_token", None)
+        if token is not None:
+            tenancy.leave(token)

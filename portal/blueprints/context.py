@@ -1,0 +1,68 @@
+"""Per-request studio resolution and role checks shared by the studio-scoped blueprints."""
+from __future__ import annotations
+
+import functools
+
+from flask import Blueprint, abort, g
+from flask_login import current_user
+from sqlalchemy import select
+
+from portal import tenancy
+from portal.extensions import db, login_manager
+from portal.models import Role, Studio
+
+
+def studio_scoped(bp: Blueprint) -> Blueprint:
+    """Resolve `<studio_slug>` once per request into `g.studio` and enter that tenant's scope."""
+
+    @bp.url_value_preprocessor
+    def _resolve(_endpoint, values):
+        slug = (values or {}).pop("studio_slug", None)
+        studio = db.session.scalar(select(Studio).where(Studio.slug == slug, Studio.active.is_(True)))
+        if studio is None:
+            abort(404, "No studio lives at this address.")
+        g.studio = studio
+        g.tenant_token = tenancy.enter(studio.id)
+
+    @bp.url_defaults
+    def _default_slug(_endpoint, values):
+        if "studio_slug" not in values and "studio" in g:
+            values["studio_slug"] = g.studio.slug
+
+    return bp
+
+
+def login_required_here():
+    """Anonymous → login redirect (with `next`), as Flask-Login does."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def studio_role_required(role: Role):
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            redirect = login_required_here()
+            if redirect is not None:
+                return redirect
+            if not current_user.has_role(g.studio.id, role):
+                abort(403, "Your account has no access to this part of the studio.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def ops_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        redirect = login_required_here()
+        if redirect is not None:
+            return redirect
+        if not current_user.is_platform_ops:
+            abort(403, "The operations console is for platform staff.")
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,31 @@
+"""`flask --app portal …` commands."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from portal.clock import utcnow
+from portal.extensions import db, login_manager
+
+
+def init_app(app: Flask) -> None:
+    from portal.models import User
+
+    @login_manager.user_loader
+    def _load_user(user_id: str):
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    app.cli.add_command(seed_demo_command)
+
+
+@click.command("seed-demo")
+def seed_demo_command():
+    """Create the demo studios, resources, packages and users (development only)."""
+    from portal.services.demo import seed_demo
+
+    if current_app.config["PORTAL_SETTINGS"].is_production:
+        raise click.ClickException("refusing to seed demo data into a production configuration")
+    seed_demo(utcnow())
+    click.echo("demo data ready")

@@ -1,0 +1,12 @@
+"""One module per concept; importing this package registers every table on `db.metadata`."""
+from portal.models.audit import AuditEntry
+from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus
+from portal.models.catalog import Package, Resource, ResourceKind
+from portal.models.schedule import AvailabilityRule, Blackout
+from portal.models.studios import Studio
+from portal.models.users import Membership, Role, User
+
+__all__ = [
+    "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "Membership",
+    "Package", "Resource", "ResourceKind", "Role", "Studio", "User",
+]

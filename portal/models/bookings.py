@@ -1,0 +1,73 @@
+"""Bookings and the database-level guarantee that two live bookings never overlap on one resource."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime
+
+
+class BookingStatus(str, enum.Enum):
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    RESCHEDULED = "rescheduled"
+    REFUNDED = "refunded"
+    EXPIRED = "expired"
+
+
+#: Statuses that occupy their slot. The no-overlap constraint (an exclusion constraint on PostgreSQL,
+#: triggers on SQLite, both created by the migrations) covers exactly these.
+LIVE_STATUSES = (BookingStatus.HELD, BookingStatus.CONFIRMED)
+
+
+class Booking(TenantMixin, TimestampMixin, db.Model):
+    """One lesson on one resource.
+
+    `occupied_until` is `end_at` plus the studio's buffer at booking time: the database forbids overlapping
+    `[start_at, occupied_until)` spans of live bookings on the same resource, so the buffer between lessons is
+    guaranteed by the same constraint as the lesson itself.
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="time_order"),
+        CheckConstraint("occupied_until >= end_at", name="occupied_covers_lesson"),
+        CheckConstraint("price_minor >= 0", name="price_non_negative"),
+        Index("ix_bookings_resource_span", "resource_id", "start_at", "occupied_until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False, index=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="RESTRICT"), nullable=False)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="RESTRICT"), nullable=False)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    occupied_until: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    status: Mapped[BookingStatus] = mapped_column(
+        Enum(BookingStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        nullable=False, default=BookingStatus.HELD, index=True)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    student = relationship("User")
+    package = relationship("Package")
+    resource = relationship("Resource")
+    studio = relationship("Studio")
+
+    @property
+    def duration_minutes(self) -> int:
+        return int((self.end_at - self.start_at).total_seconds() // 60)
+
+    def is_live(self, now: datetime) -> bool:
+        """Does this booking occupy its slot at `now`? A hold past its expiry no longer does."""
+        if self.status == BookingStatus.CONFIRMED:
+            return True
+        return self.status == BookingStatus.HELD and self.hold_expires_at is not None and self.hold_expires_at > now

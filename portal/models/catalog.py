@@ -1,0 +1,54 @@
+"""What a studio sells (packages) and what lessons use (resources)."""
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Boolean, CheckConstraint, Enum, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.extensions import db
+from portal.models.base import TenantMixin, TimestampMixin
+
+
+class ResourceKind(str, enum.Enum):
+    ROOM = "room"
+    INSTRUMENT = "instrument"
+    TEACHER = "teacher"
+
+
+class Resource(TenantMixin, TimestampMixin, db.Model):
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("studio_id", "slug"),
+        CheckConstraint("capacity_minutes >= 0 AND capacity_minutes <= 1440", name="capacity_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    kind: Mapped[ResourceKind] = mapped_column(
+        Enum(ResourceKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        nullable=False)
+    capacity_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=480)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Package(TenantMixin, TimestampMixin, db.Model):
+    """A lesson product: a duration at a price. Prices are integer minor units (cents)."""
+
+    __tablename__ = "packages"
+    __table_args__ = (
+        UniqueConstraint("studio_id", "slug"),
+        CheckConstraint("duration_minutes > 0 AND duration_minutes <= 480", name="duration_range"),
+        CheckConstraint("price_minor >= 0", name="price_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    duration_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import enum
+
+from flask_login import UserMixin
+from sqlalchemy import Boolean, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models.base import TimestampMixin
+
+
+class Role(str, enum.Enum):
+    STUDENT = "student"
+    ADMIN = "admin"
+
+
+class User(UserMixin, TimestampMixin, db.Model):
+    """A person. Users are platform-wide; what they may do in a studio comes from their memberships."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False, default="")
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_platform_ops: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def has_role(self, studio_id: int, role: Role) -> bool:
+        return any(m.studio_id == studio_id and m.role == role for m in self.memberships)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+
+class Membership(TimestampMixin, db.Model):
+    """A user's role in one studio. Not tenant-scoped itself: it is how a user reaches a tenant."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "studio_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    studio_id: Mapped[int] = mapped_column(ForeignKey("studios.id", ondelete="CASCADE"), nullable=False, index=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16,
+                                            values_callable=lambda e: [m.value for m in e]), nullable=False)
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    studio = relationship("Studio")

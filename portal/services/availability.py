@@ -1,0 +1,107 @@
+"""Free slots of one resource for one package, from the database, with the clock passed in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import and_, or_, select
+
+from portal.extensions import db
+from portal.models import AvailabilityRule, Blackout, Booking, BookingStatus, Package, Resource, Studio
+from portal.services import slots
+from portal.services.errors import InvalidInput, NotFound
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the student picked: a package on a resource."""
+
+    package: Package
+    resource: Resource
+
+
+def find_offer(package_slug: str, resource_slug: str) -> Offer:
+    """Active package and resource of the studio in scope, by slug (404 otherwise)."""
+    package = db.session.scalar(select(Package).where(Package.slug == package_slug, Package.active.is_(True)))
+    if package is None:
+        raise NotFound("No such lesson package at this studio.", code="package_not_found", field="package")
+    resource = db.session.scalar(select(Resource).where(Resource.slug == resource_slug, Resource.active.is_(True)))
+    if resource is None:
+        raise NotFound("No such room, instrument or teacher at this studio.", code="resource_not_found",
+                       field="resource")
+    return Offer(package, resource)
+
+
+def booking_window(studio: Studio, now: datetime) -> tuple[date, date]:
+    """First and last studio-local dates a student may book on."""
+    today = now.astimezone(studio.tz).date()
+    return today, today + timedelta(days=studio.booking_horizon_days)
+
+
+def parse_day(raw: str | None, studio: Studio, now: datetime) -> date:
+    """A `YYYY-MM-DD` date within the booking window; empty means today (studio-local)."""
+    first, last = booking_window(studio, now)
+    if not raw:
+        return first
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput("Dates look like 2026-12-31.", code="date_invalid", field="date") from None
+    if day < first or day > last:
+        raise InvalidInput(f"Pick a date between {first.isoformat()} and {last.isoformat()}.",
+                           code="date_out_of_range", field="date")
+    return day
+
+
+def _utc_span(studio: Studio, first_day: date, last_day: date) -> tuple[datetime, datetime]:
+    """UTC instants covering the local days, padded a day each side for buffers and DST."""
+    tz = studio.tz
+    start = datetime.combine(first_day - timedelta(days=1), time.min, tz).astimezone(timezone.utc)
+    end = datetime.combine(last_day + timedelta(days=2), time.min, tz).astimezone(timezone.utc)
+    return start, end
+
+
+def _inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, now: datetime):
+    span_start, span_end = _utc_span(studio, first_day, last_day)
+    rules = [
+        slots.WeeklyRule(r.weekday, r.start_time, r.end_time)
+        for r in db.session.scalars(select(AvailabilityRule).where(AvailabilityRule.resource_id == resource.id))
+    ]
+    blackouts = [
+        slots.Interval(b.starts_at, b.ends_at)
+        for b in db.session.scalars(select(Blackout).where(
+            or_(Blackout.resource_id.is_(None), Blackout.resource_id == resource.id),
+            Blackout.starts_at < span_end, Blackout.ends_at > span_start))
+    ]
+    live = or_(Booking.status == BookingStatus.CONFIRMED,
+               and_(Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
+    rows = db.session.execute(select(Booking.start_at, Booking.occupied_until).where(
+        Booking.resource_id == resource.id, live,
+        Booking.start_at < span_end, Booking.occupied_until > span_start))
+    busy = [slots.Interval(start, until) for start, until in rows]
+    return rules, blackouts, busy
+
+
+def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, now: datetime,
+               *, ignore_bookings: bool = False) -> dict[date, list[datetime]]:
+    """Bookable starts per studio-local day, as aware datetimes in the studio's timezone.
+
+    `ignore_bookings` answers "is this a bookable time at all?" (rules, blackouts, notice), which tells a
+    malformed request (422) from a taken slot (409).
+    """
+    window_first, window_last = booking_window(studio, now)
+    first_day, last_day = max(first_day, window_first), min(last_day, window_last)
+    if last_day < first_day:
+        return {}
+    rules, blackouts, busy = _inputs(studio, offer.resource, first_day, last_day, now)
+    return slots.free_slots_range(
+        tz=studio.tz, first_day=first_day, last_day=last_day, rules=rules, blackouts=blackouts,
+        busy=[] if ignore_bookings else busy,
+        duration=timedelta(minutes=offer.package.duration_minutes), buffer=studio.buffer,
+        notice=timedelta(minutes=studio.min_notice_minutes), step=timedelta(minutes=studio.slot_interval_minutes),
+        now=now,
+    )
+
+
+def free_slots_on(studio: Studio, offer: Offer, day: date, now: datetime) -> list[datetime]:
+    return free_slots(studio, offer, day, day, now).get(day, [])

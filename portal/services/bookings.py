@@ -1,0 +1,104 @@
+"""Holding a slot. The database's no-overlap constraint is the guarantee; this module turns its verdict
+into a clear answer and keeps expired holds from blocking a slot nobody is paying for."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from portal.extensions import db
+from portal.models import Booking, BookingStatus, Studio, User
+from portal.services import availability
+from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
+
+#: A student may keep this many unpaid holds at once, so nobody can sit on a studio's whole week.
+MAX_OPEN_HOLDS = 3
+
+
+def parse_start(raw: str | None) -> datetime:
+    """An ISO 8601 instant with a UTC offset, as the availability API gives it."""
+    if not raw:
+        raise InvalidInput("Pick a time.", code="start_missing", field="start")
+    try:
+        start = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("Times look like 2026-12-31T16:00:00-05:00.", code="start_invalid",
+                           field="start") from None
+    if start.tzinfo is None:
+        raise InvalidInput("The time must carry its UTC offset.", code="start_invalid", field="start")
+    return start.astimezone(timezone.utc)
+
+
+def _is_overlap_violation(error: IntegrityError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate == "23P01" or "booking_overlap" in str(error.orig)
+
+
+def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug: str, start_raw: str | None,
+              now: datetime) -> Booking:
+    """Hold `start` for `student` until the hold expires, or raise.
+
+    Raises `NotFound` (unknown package/resource), `InvalidInput` (not a bookable time, too many open holds)
+    or `SlotUnavailable` (someone holds or booked it: the database refused the overlap).
+    """
+    offer = availability.find_offer(package_slug or "", resource_slug or "")
+    start = parse_start(start_raw)
+    local_day = start.astimezone(studio.tz).date()
+    bookable = availability.free_slots(studio, offer, local_day, local_day, now, ignore_bookings=True)
+    if start not in {s.astimezone(timezone.utc) for s in bookable.get(local_day, [])}:
+        raise InvalidInput("That time is not open for booking. Pick one of the listed times.",
+                           code="start_not_bookable", field="start")
+
+    open_holds = db.session.scalar(select(func.count(Booking.id)).where(
+        Booking.student_id == student.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
+    if open_holds >= MAX_OPEN_HOLDS:
+        raise InvalidInput(f"You already have {open_holds} lessons waiting for payment. "
+                           "Pay for or release one first.", code="too_many_holds")
+
+    end = start + timedelta(minutes=offer.package.duration_minutes)
+    occupied_until = end + studio.buffer
+    booking = Booking(
+        studio_id=studio.id, student_id=student.id, package_id=offer.package.id, resource_id=offer.resource.id,
+        start_at=start, end_at=end, occupied_until=occupied_until, status=BookingStatus.HELD,
+        hold_expires_at=now + timedelta(minutes=max(studio.hold_minutes, 30)),
+        price_minor=offer.package.price_minor, currency=offer.package.currency,
+    )
+    # Start a fresh transaction whose first statement writes, so SQLite takes its write lock before reading.
+    db.session.commit()
+    try:
+        expire_stale_holds(resource_id=offer.resource.id, start=start, until=occupied_until, now=now)
+        db.session.add(booking)
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        if _is_overlap_violation(error):
+            raise SlotUnavailable("Sorry, someone has just taken that time. Please pick another.") from None
+        raise
+    except OperationalError as error:
+        db.session.rollback()
+        if "locked" in str(error.orig):
+            raise SlotUnavailable("That time is being booked right now. Please try again or pick another.") \
+                from None
+        raise
+    return booking
+
+
+def expire_stale_holds(*, resource_id: int, start: datetime, until: datetime, now: datetime) -> int:
+    """Mark holds past their expiry that overlap [start, until) as expired, so they stop occupying the slot."""
+    result = db.session.execute(
+        update(Booking)
+        .where(Booking.resource_id == resource_id, Booking.status == BookingStatus.HELD,
+               Booking.hold_expires_at <= now, Booking.start_at < until, Booking.occupied_until > start)
+        .values(status=BookingStatus.EXPIRED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def get_booking_for(user: User, booking_id: int, *, as_admin: bool) -> Booking:
+    """A booking of the studio in scope that `user` may see: their own, or any when `as_admin`."""
+    booking = db.session.scalar(select(Booking).where(Booking.id == booking_id))  # through the tenant scope
+    if booking is None or (not as_admin and booking.student_id != user.id):
+        raise NotFound("No such booking.")
+    return booking
