@@ -1,0 +1,170 @@
+"""Shared fixtures: real databases (SQLite file, PostgreSQL), app and client per test, factories.
+
+PostgreSQL, Redis and the browser are real. Locally a missing service skips its tests; with CI=true a missing
+service fails them, so CI can never pass by skipping.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from portal import create_app
+from portal.config import load_settings
+from portal.extensions import db
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+TEST_SECRET = "test-secret-key-" + "x" * 32
+
+pytest_plugins = ["tests.factories"]
+
+
+def require(what: str, why: str):
+    """Skip locally, fail in CI: a test that needs a real service must run there."""
+    message = f"{what} unavailable: {why}"
+    if IN_CI:
+        pytest.fail(message + " (required in CI)", pytrace=False)
+    pytest.skip(message)
+
+
+# --- databases -------------------------------------------------------------------------------------------
+
+def _pg_admin():
+    import psycopg
+
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        require("PostgreSQL", str(error).strip().splitlines()[0])
+
+
+def create_pg_database(prefix: str = "portal_test") -> str:
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory):
+    return "sqlite:///" + str(tmp_path_factory.mktemp("sqlite") / "portal.sqlite3")
+
+
+_MIGRATED: set[str] = set()
+
+
+def build_app(database_url: str, instance_path: Path, **overrides):
+    settings = load_settings(env={"PORTAL_ENV": "test", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url,
+                                  "PORTAL_INSTANCE_PATH": str(instance_path)})
+    app = create_app(settings, **overrides)
+    if database_url not in _MIGRATED:
+        with app.app_context():
+            upgrade()
+        _MIGRATED.add(database_url)
+    return app
+
+
+def empty_tables(app) -> None:
+    with app.app_context():
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                db.session.execute(text(f"DELETE FROM {table}"))
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request):
+    """The database a test runs on; `@pytest.mark.parametrize("backend", ["sqlite", "postgres"])` widens it."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, request):
+    return request.getfixturevalue(f"{backend}_database")
+
+
+@pytest.fixture
+def app_overrides():
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_overrides):
+    app = build_app(database_url, tmp_path / "instance", **app_overrides)
+    yield app
+    empty_tables(app)
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# --- browsers and HTML ----------------------------------------------------------------------------------
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def csrf(self, path: str = "/login") -> str:
+        return csrf_token_from(self.client.get(path).get_data(as_text=True))
+
+    def login(self, email: str, password: str = "demo-password-1"):
+        return self.client.post("/login", data={"email": email, "password": password, "csrf_token": self.csrf()})
+
+    def logout(self):
+        return self.client.post("/logout", data={"csrf_token": self.csrf()})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        require("Chromium", f"{CHROMIUM} not found (apt-get install -y chromium)")
+    return CHROMIUM
