@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from portal.clock import utcnow
 from portal.extensions import db, login_manager
@@ -21,6 +22,7 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command():
     """Create the demo studios, resources, packages and users (development only)."""
     from portal.services.demo import seed_demo

@@ -75,10 +75,10 @@ def sqlite_database(tmp_path_factory):
 _MIGRATED: set[str] = set()
 
 
-def build_app(database_url: str, instance_path: Path, **overrides):
+def build_app(database_url: str, instance_path: Path, env: dict | None = None, **overrides):
     settings = load_settings(env={"PORTAL_ENV": "test", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url,
-                                  "PORTAL_INSTANCE_PATH": str(instance_path)})
-    app = create_app(settings, **overrides)
+                                  "PORTAL_INSTANCE_PATH": str(instance_path), **(env or {})})
+    app = create_app(settings, **{"PASSWORD_HASH_METHOD": "scrypt:1024:8:1", **overrides})
     if database_url not in _MIGRATED:
         with app.app_context():
             upgrade()
@@ -116,8 +116,14 @@ def app_overrides():
 
 
 @pytest.fixture
-def app(database_url, tmp_path, app_overrides):
-    app = build_app(database_url, tmp_path / "instance", **app_overrides)
+def app_env():
+    """Extra environment variables for the app under test."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_env, app_overrides):
+    app = build_app(database_url, tmp_path / "instance", env=app_env, **app_overrides)
     yield app
     empty_tables(app)
 
@@ -135,20 +141,20 @@ def client(app):
 
 # --- browsers and HTML ----------------------------------------------------------------------------------
 
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 
 
 def csrf_token_from(html: str) -> str:
     match = _CSRF.search(html)
     assert match, "page has no CSRF token"
-    return match.group(1)
+    return match.group(1) or match.group(2)
 
 
 class AuthActions:
     def __init__(self, client):
         self.client = client
 
-    def csrf(self, path: str = "/login") -> str:
+    def csrf(self, path: str = "/") -> str:
         return csrf_token_from(self.client.get(path).get_data(as_text=True))
 
     def login(self, email: str, password: str = "demo-password-1"):
@@ -161,6 +167,22 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis database of the tests' own (db 13 unless TEST_REDIS_URL says otherwise), emptied afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        require("Redis", str(error))
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture(scope="session")

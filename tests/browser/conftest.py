@@ -1,0 +1,113 @@
+"""Browser fixtures: the real app on PostgreSQL behind a real HTTP server, driven by Debian's Chromium.
+
+Playwright's sync API is used directly (no pytest-playwright). It never downloads a browser: it launches
+`chromium_path` from tests/conftest.py. Everything opened here is closed here, because pytest runs with
+`filterwarnings = error` and an unclosed socket or browser would fail the run.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from portal.clock import utcnow
+from portal.config import PROJECT_ROOT
+from tests.conftest import build_app, empty_tables
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's report on the item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+# --- the app and its server --------------------------------------------------------------------------------
+
+@pytest.fixture
+def live_app(postgres_database, tmp_path):
+    """The app on PostgreSQL with the demo data; the tables are emptied afterwards."""
+    app = build_app(postgres_database, tmp_path / "instance")
+    with app.app_context():
+        from portal.services.demo import seed_demo
+
+        seed_demo(utcnow())
+    yield app
+    empty_tables(app)
+
+
+@pytest.fixture
+def live_server(live_app):
+    """Serve `live_app` on a free port in a daemon thread; yields the base URL (no trailing slash)."""
+    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# --- the browser ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="package")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def context_options():
+    """Options for `browser.new_context`; override in a test module or with indirect parametrization."""
+    return {}
+
+
+@pytest.fixture
+def page(browser, live_server, context_options, request):
+    """A fresh context and page whose relative URLs resolve against the live server.
+
+    Depends on `live_server` so the browser lets go of its connections before the server stops.
+    On failure a full-page screenshot goes to `test-artifacts/`.
+    """
+    context = browser.new_context(base_url=live_server, **context_options)
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        yield page
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed and not page.is_closed():
+            _screenshot(page, request.node.nodeid)
+    finally:
+        context.close()
+
+
+def _screenshot(page, nodeid: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+    path: Path = ARTIFACTS / f"{name}.png"
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    except Exception as error:  # a screenshot must never hide the real failure
+        print(f"could not save screenshot {path}: {error}")
+    else:
+        print(f"screenshot saved to {path}")
