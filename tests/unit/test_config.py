@@ -70,3 +70,14 @@ def test_seed_command_refuses_production(tmp_path):
         from portal.extensions import db
 
         db.engine.dispose()
+
+
+def test_every_setting_read_is_documented_in_env_example():
+    import re
+
+    from portal.config import PROJECT_ROOT
+
+    source = (PROJECT_ROOT / "portal" / "config.py").read_text()
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', source)) | set(re.findall(r'_int\(env, "([A-Z_]+)"', source))
+    documented = set(re.findall(r"^([A-Z_]+)=", (PROJECT_ROOT / ".env.example").read_text(), re.M))
+    assert read and read <= documented, read - documented
