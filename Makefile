@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run test bench worker standin clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+worker: $(STAMP)
+	$(BIN)/python -m worker
+
+standin: $(STAMP)
+	$(BIN)/python -m stripe_standin --port $${STANDIN_PORT:-12111}
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.availability

@@ -26,7 +26,7 @@ class Settings:
     secret_key: str = DEV_SECRET_KEY
     database_url: str = ""
     redis_url: str = ""
-    portal_base_url: str = "http://127.0.0.1:5000"
+    portal_base_url: str = ""  # empty: links are built from the request's host
     stripe_secret_key: str = ""
     stripe_api_base: str = ""
     stripe_webhook_secrets: tuple[str, ...] = ()
@@ -41,6 +41,9 @@ class Settings:
     smtp_password: str = ""
     smtp_starttls: bool = False
     ratelimit_login: str = "10 per minute;100 per hour"
+    job_retry_delays: tuple[int, ...] = (2, 10, 60, 300)
+    webhook_processing_lease_sec: int = 300
+    webhook_stuck_after_sec: int = 600
     instance_path: str = str(DEFAULT_INSTANCE)
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -76,6 +79,19 @@ def _int(env: Mapping[str, str], key: str, default: int, errors: list[str]) -> i
     return value
 
 
+def _delays(raw: str, errors: list[str]) -> tuple[int, ...]:
+    if not raw.strip():
+        return Settings.job_retry_delays
+    try:
+        delays = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        errors.append(f"JOB_RETRY_DELAYS must be comma-separated seconds, got {raw!r}")
+        return Settings.job_retry_delays
+    if any(d < 0 for d in delays):
+        errors.append("JOB_RETRY_DELAYS must not be negative")
+    return delays
+
+
 def _bool(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -104,7 +120,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         secret_key=env.get("SECRET_KEY", "").strip() or (DEV_SECRET_KEY if app_env != "production" else ""),
         database_url=env.get("DATABASE_URL", "").strip(),
         redis_url=env.get("REDIS_URL", "").strip(),
-        portal_base_url=env.get("PORTAL_BASE_URL", "").strip().rstrip("/") or Settings.portal_base_url,
+        portal_base_url=env.get("PORTAL_BASE_URL", "").strip().rstrip("/"),
         stripe_secret_key=env.get("STRIPE_SECRET_KEY", "").strip(),
         stripe_api_base=env.get("STRIPE_API_BASE", "").strip().rstrip("/"),
         stripe_webhook_secrets=tuple(secrets),
@@ -119,6 +135,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         smtp_password=env.get("SMTP_PASSWORD", ""),
         smtp_starttls=_bool(env.get("SMTP_STARTTLS", "")),
         ratelimit_login=env.get("RATELIMIT_LOGIN", "").strip() or Settings.ratelimit_login,
+        job_retry_delays=_delays(env.get("JOB_RETRY_DELAYS", ""), errors),
+        webhook_processing_lease_sec=_int(env, "WEBHOOK_PROCESSING_LEASE_SEC", 300, errors),
+        webhook_stuck_after_sec=_int(env, "WEBHOOK_STUCK_AFTER_SEC", 600, errors),
         instance_path=env.get("PORTAL_INSTANCE_PATH", "").strip() or str(DEFAULT_INSTANCE),
     )
     values.update(overrides)

@@ -1,15 +1,27 @@
 """Cross-cutting HTTP behaviour: security headers, htmx detection, error pages."""
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.services.errors import DomainError
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
-       "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; "
-       "object-src 'none'")
+STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
+
+
+def content_security_policy(checkout_origin: str) -> str:
+    """No inline script or style. Forms may post to the Checkout origin: the booking form's 303 leads there."""
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+            f"font-src 'self'; connect-src 'self'; form-action 'self' {checkout_origin}; frame-ancestors 'none'; "
+            "base-uri 'self'; object-src 'none'")
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def is_htmx() -> bool:
@@ -17,6 +29,14 @@ def is_htmx() -> bool:
     headers = request.headers
     return (headers.get("HX-Request") == "true" and headers.get("HX-Boosted") != "true"
             and headers.get("HX-History-Restore-Request") != "true")
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL for links that leave the site (Stripe redirects, emails): PORTAL_BASE_URL when set."""
+    base = current_app.config["PORTAL_SETTINGS"].portal_base_url
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
 
 
 def wants_json() -> bool:
@@ -27,7 +47,7 @@ def wants_json() -> bool:
 
 
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", current_app.config["PORTAL_CSP"])
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -52,6 +72,8 @@ def error_response(status: int, message: str, code: str | None = None):
 
 
 def init_app(app: Flask) -> None:
+    api_base = app.config["PORTAL_SETTINGS"].stripe_api_base
+    app.config["PORTAL_CSP"] = content_security_policy(_origin(api_base) if api_base else STRIPE_CHECKOUT_ORIGIN)
     app.after_request(_security_headers)
 
     @app.errorhandler(CSRFError)

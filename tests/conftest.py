@@ -24,6 +24,8 @@ PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 TEST_SECRET = "test-secret-key-" + "x" * 32
+STRIPE_WEBHOOK_SECRET = "whsec_" + "portal-tests-" * 3
+STRIPE_API_KEY = "sk_test_portal_tests"
 
 pytest_plugins = ["tests.factories"]
 
@@ -87,6 +89,9 @@ def build_app(database_url: str, instance_path: Path, env: dict | None = None, *
 
 
 def empty_tables(app) -> None:
+    dispatcher = app.extensions.get("dispatcher")
+    if hasattr(dispatcher, "shutdown"):
+        dispatcher.shutdown()
     with app.app_context():
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         if db.engine.dialect.name == "postgresql":
@@ -115,10 +120,31 @@ def app_overrides():
     return {}
 
 
+@pytest.fixture(scope="session")
+def stripe_server():
+    """The Stripe stand-in, shared by the session; `stripe_standin` resets it for each test."""
+    from stripe_standin import start_server
+
+    server, _base = start_server(port=0, webhook_secret=STRIPE_WEBHOOK_SECRET, initial_delay=0.2, max_delay=1)
+    yield server
+    server.shutdown()
+
+
 @pytest.fixture
-def app_env():
-    """Extra environment variables for the app under test."""
-    return {}
+def stripe_standin(stripe_server):
+    stripe_server.reset()
+    return stripe_server
+
+
+def stripe_env(server) -> dict:
+    return {"STRIPE_SECRET_KEY": STRIPE_API_KEY, "STRIPE_API_BASE": server.base_url,
+            "STRIPE_WEBHOOK_SECRETS": STRIPE_WEBHOOK_SECRET}
+
+
+@pytest.fixture
+def app_env(stripe_standin):
+    """Environment for the app under test: by default, payments through the Stripe stand-in."""
+    return stripe_env(stripe_standin)
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from portal.blueprints.auth import login_limit
 from portal.blueprints.context import login_required_here, studio_scoped
 from portal.clock import utcnow
 from portal.extensions import db, limiter
-from portal.http import is_htmx
+from portal.http import external_url, is_htmx
 from portal.models import Package, Resource, Role
-from portal.services import accounts, availability, bookings
+from portal.payments import get_provider
+from portal.services import accounts, availability, bookings, checkout
 from portal.services.errors import DomainError, InvalidInput, SlotUnavailable
 
 bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
@@ -89,13 +90,18 @@ def create_booking():
     if not current_user.has_role(g.studio.id, Role.STUDENT):
         abort(403, "Join this studio as a student to book lessons.")
     form = request.form
+    now = utcnow()
     try:
         booking = bookings.hold_slot(studio=g.studio, student=current_user, package_slug=form.get("package", ""),
-                                     resource_slug=form.get("resource", ""), start_raw=form.get("start"),
-                                     now=utcnow())
+                                     resource_slug=form.get("resource", ""), start_raw=form.get("start"), now=now)
+        payment = checkout.start_checkout(
+            booking=booking, student=current_user, provider=get_provider(), now=now,
+            success_url=external_url("studio.booking", booking_id=booking.id, paid=1)
+            + "&session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=external_url("studio.checkout_cancelled", booking_id=booking.id))
     except DomainError as problem:
         return _booking_refused(problem)
-    return redirect(url_for("studio.booking", booking_id=booking.id), code=303)
+    return redirect(payment.checkout_url, code=303)
 
 
 def _booking_refused(problem: DomainError):
@@ -120,4 +126,17 @@ def booking(booking_id: int):
         return redirect_to_login
     as_admin = current_user.has_role(g.studio.id, Role.ADMIN)
     found = bookings.get_booking_for(current_user, booking_id, as_admin=as_admin)
-    return render_template("studio/booking.html", booking=found, now=utcnow())
+    context = dict(booking=found, payment=found.payment, now=utcnow(), returning=request.args.get("paid") == "1")
+    template = "studio/_booking_status.html" if is_htmx() else "studio/booking.html"
+    return render_template(template, **context)
+
+
+@bp.get("/bookings/<int:booking_id>/checkout-cancelled")
+def checkout_cancelled(booking_id: int):
+    """Stripe's cancel URL: the student left Checkout, so the slot goes back to everyone."""
+    redirect_to_login = login_required_here()
+    if redirect_to_login is not None:
+        return redirect_to_login
+    found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
+    released = checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
+    return render_template("studio/checkout_cancelled.html", booking=found, released=released)

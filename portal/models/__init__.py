@@ -1,12 +1,15 @@
 """One module per concept; importing this package registers every table on `db.metadata`."""
 from portal.models.audit import AuditEntry
 from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus
+from portal.models.payments import (EventStatus, Payment, PaymentFlag, PaymentStatus, Refund, RefundStatus,
+                                     WebhookEvent, WebhookSignature)
 from portal.models.catalog import Package, Resource, ResourceKind
 from portal.models.schedule import AvailabilityRule, Blackout
 from portal.models.studios import Studio
 from portal.models.users import Membership, Role, User
 
 __all__ = [
-    "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "Membership",
+    "AuditEntry", "AvailabilityRule", "EventStatus", "Payment", "PaymentFlag", "PaymentStatus", "Refund",
+    "RefundStatus", "WebhookEvent", "WebhookSignature", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "Membership",
     "Package", "Resource", "ResourceKind", "Role", "Studio", "User",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Studio, User
 from portal.services import availability
+from portal.services.checkout import hold_expiry
 from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
 
 #: A student may keep this many unpaid holds at once, so nobody can sit on a studio's whole week.
@@ -61,7 +62,7 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     booking = Booking(
         studio_id=studio.id, student_id=student.id, package_id=offer.package.id, resource_id=offer.resource.id,
         start_at=start, end_at=end, occupied_until=occupied_until, status=BookingStatus.HELD,
-        hold_expires_at=now + timedelta(minutes=max(studio.hold_minutes, 30)),
+        hold_expires_at=hold_expiry(now, studio.hold_minutes),
         price_minor=offer.package.price_minor, currency=offer.package.currency,
     )
     # Start a fresh transaction whose first statement writes, so SQLite takes its write lock before reading.

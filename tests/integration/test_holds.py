@@ -46,7 +46,7 @@ def test_hold_creates_held_booking_with_price_snapshot_and_expiry(setup):
     assert booking.status == BookingStatus.HELD
     assert booking.price_minor == 6500 and booking.currency == "usd"
     assert booking.end_at - booking.start_at == timedelta(minutes=60)
-    assert booking.hold_expires_at == now + timedelta(minutes=30)
+    assert booking.hold_expires_at == now + timedelta(minutes=31)  # Stripe's 30-minute minimum plus margin
     assert booking.start_at.astimezone(studio.tz).hour == 16
 
 
@@ -97,7 +97,7 @@ def test_expired_hold_frees_the_slot(setup):
     start = _start(next_weekday(2), "13:00")
     now = datetime.now(timezone.utc)
     first = _hold(studio, alice, "lesson-60", start, now=now)
-    later = now + timedelta(minutes=31)
+    later = now + timedelta(minutes=32)
     second = _hold(studio, bob, "lesson-60", start, now=later)
     with tenancy.scoped(studio.id):
         assert db.session.get(Booking, first.id).status == BookingStatus.EXPIRED

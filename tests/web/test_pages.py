@@ -85,20 +85,23 @@ def test_anonymous_visitor_is_asked_to_log_in_to_hold(client, studio):
     assert "/login?next=" in html
 
 
-def test_hold_then_see_the_booking_page(client, auth, studio):
+def test_hold_goes_to_checkout_and_the_booking_page_offers_payment(client, auth, studio, stripe_standin):
     auth.login("student@example.com", PASSWORD)
     day = next_weekday(2)
     token = auth.csrf(f"{STUDIO}/")
     response = client.post(f"{STUDIO}/bookings", data={"package": "lesson-60", "resource": "piano",
                                                        "start": _start(studio, day, "16:00"), "csrf_token": token})
     assert response.status_code == 303
-    assert response.headers["Location"].startswith(f"{STUDIO}/bookings/")
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Held" in page and "held until" in page
-    assert "4:00 PM" in page and "$65.00" in page
+    assert response.headers["Location"].startswith(stripe_standin.base_url + "/c/pay/cs_")
     with tenancy.scoped(studio.id):
         booking = db.session.scalars(db.select(Booking)).one()
         assert booking.status == BookingStatus.HELD
+        assert booking.payment.checkout_url == response.headers["Location"]
+        booking_id = booking.id
+    page = client.get(f"{STUDIO}/bookings/{booking_id}").get_data(as_text=True)
+    assert "Held" in page and "held until" in page
+    assert "4:00 PM" in page and "$65.00" in page
+    assert f'href="{response.headers["Location"]}"' in page  # the student can resume payment
 
 
 def test_taken_slot_answers_409_with_a_refreshed_picker(client, auth, studio):

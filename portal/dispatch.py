@@ -1,0 +1,178 @@
+"""Hand work to the job queue by name.
+
+With `REDIS_URL`, jobs go to RQ (`worker/` runs them); without it (the embedded default) the same job functions
+run in-process on a small thread pool. Either way a job that raises is retried after the delays in
+`JOB_RETRY_DELAYS` (settings), and jobs see `max_attempts()` so they can give up cleanly on their last try.
+Services call `enqueue()` with a job name; they never import `portal.jobs`.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from flask import Flask, current_app
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "portal"
+JOBS = {
+    "process_webhook_event": "portal.jobs.webhooks.process_webhook_event",
+    "release_expired_holds": "portal.jobs.sweeps.release_expired_holds",
+    "requeue_stuck_events": "portal.jobs.sweeps.requeue_stuck_events",
+    "prune_webhook_signatures": "portal.jobs.sweeps.prune_webhook_signatures",
+}
+SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures")
+
+
+class DispatchError(RuntimeError):
+    """The queue could not take the job (Redis down). The caller's data is already stored; a sweep retries."""
+
+
+def _resolve(name: str):
+    module, _, attr = JOBS[name].rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+class RQDispatcher:
+    def __init__(self, redis_url: str, retry_delays: tuple[int, ...]):
+        self.redis_url = redis_url
+        self.retry_delays = retry_delays
+        self._queue = None
+
+    @property
+    def queue(self):
+        if self._queue is None:
+            from redis import Redis
+            from rq import Queue
+
+            connection = Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
+            self._queue = Queue(QUEUE_NAME, connection=connection)
+        return self._queue
+
+    def enqueue(self, name: str, *args) -> None:
+        from redis.exceptions import RedisError
+        from rq import Retry
+
+        retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
+        try:
+            self.queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
+                               failure_ttl=7 * 86400)
+        except RedisError as error:
+            raise DispatchError(f"could not enqueue {name}: {error}") from error
+
+
+class InProcessDispatcher:
+    """Runs jobs on a thread pool inside this process, each in an app context, with the same retry delays."""
+
+    def __init__(self, app: Flask, retry_delays: tuple[int, ...], workers: int = 2):
+        self.app = app
+        self.retry_delays = retry_delays
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portal-job")
+        self._pending: set[Future | threading.Timer] = set()
+        self._lock = threading.Lock()
+
+    def enqueue(self, name: str, *args) -> None:
+        self._submit(name, args, attempt=1)
+
+    def _submit(self, name, args, attempt):
+        future = self._pool.submit(self._run, name, args, attempt)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, item):
+        with self._lock:
+            self._pending.discard(item)
+
+    def _run(self, name, args, attempt):
+        with self.app.app_context():
+            try:
+                _resolve(name)(*args)
+            except Exception:
+                if attempt > len(self.retry_delays):
+                    log.exception("job %s%r failed on its last attempt", name, args)
+                    return
+                delay = self.retry_delays[attempt - 1]
+                log.warning("job %s%r failed (attempt %d); retrying in %ss", name, args, attempt, delay)
+                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1))
+                timer.daemon = True
+                with self._lock:
+                    self._pending.add(timer)
+                timer.start()
+
+    def _retry(self, name, args, attempt):
+        self._forget(threading.current_thread())
+        self._submit(name, args, attempt)
+
+    def drain(self, timeout: float = 30) -> bool:
+        """Wait until no job is running or waiting for a retry (tests and shutdown)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                futures = [p for p in self._pending if isinstance(p, Future)]
+                timers = [p for p in self._pending if not isinstance(p, Future)]
+            if not futures and not timers:
+                return True
+            if futures:
+                wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                time.sleep(0.02)
+        return False
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for item in list(self._pending):
+                if isinstance(item, threading.Timer):
+                    item.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["PORTAL_SETTINGS"]
+    delays = settings.job_retry_delays
+    if settings.redis_url:
+        app.extensions["dispatcher"] = RQDispatcher(settings.redis_url, delays)
+    else:
+        app.extensions["dispatcher"] = InProcessDispatcher(app, delays)
+
+
+def get_dispatcher():
+    return current_app.extensions["dispatcher"]
+
+
+def enqueue(name: str, *args) -> None:
+    get_dispatcher().enqueue(name, *args)
+
+
+def max_attempts() -> int:
+    return len(current_app.extensions["dispatcher"].retry_delays) + 1
+
+
+def start_sweeper(app: Flask, interval: float, stop: threading.Event) -> threading.Thread:
+    """Every `interval` seconds, queue the sweeps. With several RQ workers, a Redis lock lets one of them do it."""
+
+    def loop():
+        while not stop.wait(interval):
+            with app.app_context():
+                dispatcher = get_dispatcher()
+                if isinstance(dispatcher, RQDispatcher):
+                    try:
+                        if not dispatcher.queue.connection.set("portal:sweeper-lock", "1", nx=True,
+                                                               ex=max(1, int(interval * 0.9))):
+                            continue
+                    except Exception as error:  # Redis down: try again next round
+                        log.warning("sweeper could not reach Redis: %s", error)
+                        continue
+                for name in SWEEPS:
+                    try:
+                        dispatcher.enqueue(name)
+                    except DispatchError as error:
+                        log.warning("sweep %s not queued: %s", name, error)
+
+    thread = threading.Thread(target=loop, name="portal-sweeper", daemon=True)
+    thread.start()
+    return thread

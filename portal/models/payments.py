@@ -1,0 +1,131 @@
+"""Money records: one payment per booking (a Checkout Session), its refunds, and received webhook events."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime
+
+
+def _enum(cls):
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class PaymentStatus(str, enum.Enum):
+    PENDING = "pending"          # Checkout Session open
+    PROCESSING = "processing"    # completed with a delayed (async) payment method, not yet paid
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"          # session expired or abandoned without payment
+    MISMATCH = "mismatch"        # paid amount/currency differ from the booking: ops must decide
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+class PaymentFlag(str, enum.Enum):
+    AMOUNT_MISMATCH = "amount_mismatch"
+    PAID_AFTER_EXPIRY = "paid_after_expiry_refunded"
+    REFUND_FAILED = "refund_failed"
+
+
+class Payment(TenantMixin, TimestampMixin, db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_non_negative"),
+        CheckConstraint("amount_refunded_minor >= 0", name="refunded_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="RESTRICT"), unique=True,
+                                            nullable=False)
+    checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    checkout_url: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount_received_minor: Mapped[int | None] = mapped_column(Integer)
+    received_currency: Mapped[str | None] = mapped_column(String(3))
+    amount_refunded_minor: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False,
+                                                  default=PaymentStatus.PENDING, index=True)
+    flag: Mapped[PaymentFlag | None] = mapped_column(_enum(PaymentFlag), index=True)
+    flag_detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    booking = relationship("Booking", backref=db.backref("payment", uselist=False))
+
+    def raise_flag(self, flag: PaymentFlag, detail: str) -> None:
+        self.flag, self.flag_detail = flag, detail
+
+
+class RefundStatus(str, enum.Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Refund(TenantMixin, TimestampMixin, db.Model):
+    __tablename__ = "refunds"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), nullable=False,
+                                            index=True)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus), nullable=False, default=RefundStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    payment = relationship("Payment", backref="refunds")
+
+
+class EventStatus(str, enum.Enum):
+    RECEIVED = "received"      # stored, not yet handed to a queue
+    QUEUED = "queued"
+    PROCESSING = "processing"  # claimed by a worker (a lease: reclaimed when stale)
+    RETRY = "retry"            # failed transiently, will be retried
+    PROCESSED = "processed"
+    IGNORED = "ignored"        # a type we do not act on
+    DEAD = "dead"              # out of retries: on the ops console
+
+
+class WebhookEvent(db.Model):
+    """A Stripe event as delivered. Platform-level (not tenant-scoped): the studio is found while processing."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_event_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    type: Mapped[str] = mapped_column(String(128), nullable=False)
+    payload: Mapped[dict] = mapped_column(JSON, nullable=False)
+    status: Mapped[EventStatus] = mapped_column(_enum(EventStatus), nullable=False, default=EventStatus.RECEIVED,
+                                                index=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    studio_id: Mapped[int | None] = mapped_column(ForeignKey("studios.id", ondelete="SET NULL"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookSignature(db.Model):
+    """Signed requests already accepted, by digest of (timestamp, signature): a captured request sent again is a
+    replay. Rows older than the replay window are pruned by a sweep."""
+
+    __tablename__ = "webhook_signatures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)

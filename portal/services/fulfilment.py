@@ -1,0 +1,241 @@
+"""Processing stored Stripe events: the payload is only a signal; the truth is re-fetched from Stripe.
+
+Every handler is idempotent: running an event twice, or two events about one session in either order, leaves the
+same state. A worker claims an event with a conditional update (a lease, so a killed worker's event is taken over
+later); confirmation of the booking and the payment record happen in one transaction.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from portal import metrics, tenancy
+from portal.extensions import db
+from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, Refund,
+                           RefundStatus, WebhookEvent)
+from portal.payments import CheckoutSession, PaymentProvider, TransientProviderError
+
+log = logging.getLogger(__name__)
+
+#: A claimed event whose worker has not finished after this long is taken over by the next attempt.
+PROCESSING_LEASE = timedelta(minutes=5)
+SESSION_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
+                  "checkout.session.async_payment_failed", "checkout.session.expired"}
+HANDLED = SESSION_EVENTS | {"charge.refunded", "payment_intent.payment_failed"}
+
+
+class RetryLater(Exception):
+    """Processing failed for a reason that may pass (network, provider, database); the job is retried."""
+
+
+def claim(event_id: int, now: datetime, lease: timedelta = PROCESSING_LEASE) -> bool:
+    claimable = or_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)),
+                    (WebhookEvent.status == EventStatus.PROCESSING) & (WebhookEvent.updated_at < now - lease))
+    result = db.session.execute(
+        update(WebhookEvent).where(WebhookEvent.id == event_id, claimable)
+        .values(status=EventStatus.PROCESSING, attempts=WebhookEvent.attempts + 1, updated_at=now))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, max_attempts: int,
+                  lease: timedelta = PROCESSING_LEASE) -> str:
+    """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow."""
+    if not claim(event_id, now, lease):
+        return "skipped"
+    event = db.session.get(WebhookEvent, event_id)
+    try:
+        with tenancy.all_tenants():
+            outcome = _dispatch(event, provider, now)
+    except (TransientProviderError, OperationalError) as error:
+        db.session.rollback()
+        return _failed(event_id, f"{type(error).__name__}: {error}", now, max_attempts)
+    event = db.session.get(WebhookEvent, event_id)
+    event.status = EventStatus.IGNORED if outcome == "ignored" else EventStatus.PROCESSED
+    event.processed_at = event.updated_at = now
+    event.last_error = ""
+    db.session.commit()
+    metrics.webhook_events.labels(event.status.value).inc()
+    return outcome
+
+
+def _failed(event_id: int, error: str, now: datetime, max_attempts: int) -> str:
+    event = db.session.get(WebhookEvent, event_id)
+    event.last_error = error[:2000]
+    event.updated_at = now
+    metrics.webhook_events.labels("error").inc()
+    if event.attempts >= max_attempts:
+        event.status = EventStatus.DEAD
+        db.session.commit()
+        metrics.webhook_events.labels("dead").inc()
+        log.error("event %s is dead after %d attempts: %s", event.provider_event_id, event.attempts, error)
+        return "dead"
+    event.status = EventStatus.RETRY
+    db.session.commit()
+    metrics.webhook_events.labels("retry").inc()
+    raise RetryLater(error)
+
+
+def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> str:
+    obj = (event.payload.get("data") or {}).get("object") or {}
+    if event.type in SESSION_EVENTS:
+        payment = _payment_for_session(obj.get("id"))
+        if payment is None:
+            return "ignored"  # not one of ours (another integration on the same Stripe account)
+        event.studio_id = payment.studio_id
+        session = provider.retrieve_checkout_session(payment.checkout_session_id)
+        return _apply_session(event.type, payment, session, provider, now)
+    if event.type == "payment_intent.payment_failed":
+        return _payment_failed(obj, now)
+    if event.type == "charge.refunded":
+        return _charge_refunded(obj, provider, now)
+    return "ignored"
+
+
+def _payment_for_session(session_id) -> Payment | None:
+    if not session_id:
+        return None
+    return db.session.scalar(select(Payment).where(Payment.checkout_session_id == session_id))
+
+
+def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, provider: PaymentProvider,
+                   now: datetime) -> str:
+    if session.payment_status == "paid":
+        return _settle(payment, session, provider, now)
+    booking = payment.booking
+    if event_type == "checkout.session.async_payment_failed" or session.status == "expired":
+        if payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+            payment.status = (PaymentStatus.FAILED if event_type == "checkout.session.async_payment_failed"
+                              else PaymentStatus.EXPIRED)
+            if booking.status == BookingStatus.HELD:
+                booking.status = BookingStatus.EXPIRED
+                booking.updated_at = now
+            db.session.commit()
+        return "processed"
+    if session.status == "complete" and payment.status == PaymentStatus.PENDING:
+        payment.status = PaymentStatus.PROCESSING  # a delayed payment method: wait for async_payment_*
+        db.session.commit()
+    return "processed"
+
+
+def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime) -> str:
+    """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone."""
+    if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
+                          PaymentStatus.PARTIALLY_REFUNDED):
+        return _finish_pending_refunds(payment, provider, now)
+    payment.payment_intent_id = session.payment_intent_id
+    payment.amount_received_minor = session.amount_total
+    payment.received_currency = (session.currency or "").lower() or None
+    if session.amount_total != payment.amount_minor or payment.received_currency != payment.currency.lower():
+        payment.status = PaymentStatus.MISMATCH
+        payment.raise_flag(PaymentFlag.AMOUNT_MISMATCH,
+                           f"expected {payment.amount_minor} {payment.currency}, "
+                           f"Stripe reports {session.amount_total} {session.currency}")
+        db.session.commit()
+        log.error("amount mismatch on payment %s: %s", payment.id, payment.flag_detail)
+        return "processed"  # never retried: a person must look at it
+
+    booking = payment.booking
+    payment.status = PaymentStatus.PAID
+    payment.paid_at = now
+    if booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED):
+        booking.status = BookingStatus.CONFIRMED
+        booking.updated_at = now
+        try:
+            db.session.commit()
+            return "processed"
+        except IntegrityError:
+            db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
+    else:
+        db.session.commit()
+        if booking.status == BookingStatus.CONFIRMED:
+            return "processed"
+    return _refund_unplaceable(payment.id, session, provider, now)
+
+
+def _refund_unplaceable(payment_id: int, session: CheckoutSession, provider: PaymentProvider,
+                        now: datetime) -> str:
+    payment = db.session.get(Payment, payment_id)
+    payment.payment_intent_id = session.payment_intent_id
+    payment.amount_received_minor = session.amount_total
+    payment.received_currency = (session.currency or "").lower() or None
+    payment.status = PaymentStatus.PAID
+    payment.paid_at = payment.paid_at or now
+    payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
+                       "paid after the hold expired and the slot was taken: refunded in full")
+    db.session.add(Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=payment.amount_minor,
+                          currency=payment.currency, reason="slot_unavailable"))
+    db.session.commit()
+    return _finish_pending_refunds(payment, provider, now)
+
+
+def _finish_pending_refunds(payment: Payment, provider: PaymentProvider, now: datetime) -> str:
+    """Send refunds recorded but not yet accepted by the provider (idempotent per refund row)."""
+    pending = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id,
+                                                      Refund.provider_refund_id.is_(None),
+                                                      Refund.status == RefundStatus.PENDING)).all()
+    for refund in pending:
+        refund.attempts += 1
+        db.session.commit()
+        try:
+            result = provider.create_refund(payment_intent_id=payment.payment_intent_id,
+                                            amount_minor=refund.amount_minor, reason=refund.reason,
+                                            metadata={"refund_id": str(refund.id), "payment_id": str(payment.id)},
+                                            idempotency_key=f"refund-{refund.id}")
+        except TransientProviderError as error:
+            refund.last_error = str(error)[:2000]
+            db.session.commit()
+            metrics.refund_operations.labels("retry").inc()
+            raise
+        _record_refund_result(payment, refund, result.id, result.status, now)
+    return "processed"
+
+
+def _record_refund_result(payment: Payment, refund: Refund, provider_id: str, status: str, now: datetime) -> None:
+    refund.provider_refund_id = provider_id
+    if status == "succeeded":
+        refund.status = RefundStatus.SUCCEEDED
+    elif status in ("failed", "canceled"):
+        refund.status = RefundStatus.FAILED
+        payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
+    metrics.refund_operations.labels(refund.status.value).inc()
+    _recompute_refunded(payment)
+    db.session.commit()
+
+
+def _recompute_refunded(payment: Payment) -> None:
+    refunded = sum(r.amount_minor for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
+    payment.amount_refunded_minor = refunded
+    if refunded and refunded >= (payment.amount_received_minor or payment.amount_minor):
+        payment.status = PaymentStatus.REFUNDED
+    elif refunded:
+        payment.status = PaymentStatus.PARTIALLY_REFUNDED
+
+
+def _charge_refunded(charge: dict, provider: PaymentProvider, now: datetime) -> str:
+    intent = charge.get("payment_intent")
+    payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent)) if intent else None
+    if payment is None:
+        return "ignored"
+    for refund in payment.refunds:
+        if refund.provider_refund_id and refund.status == RefundStatus.PENDING:
+            fresh = provider.retrieve_refund(refund.provider_refund_id)
+            _record_refund_result(payment, refund, fresh.id, fresh.status, now)
+    return "processed"
+
+
+def _payment_failed(intent: dict, now: datetime) -> str:
+    """A card was declined on the Checkout page. The student may try again there; the hold stays."""
+    metadata = intent.get("metadata") or {}
+    booking_id = metadata.get("booking_id")
+    payment = db.session.scalar(select(Payment).where(Payment.booking_id == int(booking_id))) \
+        if booking_id and str(booking_id).isdigit() else None
+    if payment is None:
+        return "ignored"
+    error = intent.get("last_payment_error") or {}
+    payment.last_error = (error.get("message") or "payment failed")[:2000]
+    db.session.commit()
+    return "processed"

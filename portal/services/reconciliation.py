@@ -1,0 +1,27 @@
+"""Where money and bookings disagree (the ops console and the health gauges read these)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from portal import tenancy
+from portal.extensions import db
+from portal.models import Booking, BookingStatus, EventStatus, Payment, PaymentStatus, WebhookEvent
+
+BACKLOG_STATUSES = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRY,
+                    EventStatus.DEAD)
+
+
+def webhook_backlog() -> dict[str, int]:
+    """Events per unfinished status, every status present (zero when none)."""
+    rows = db.session.execute(select(WebhookEvent.status, func.count(WebhookEvent.id))
+                              .where(WebhookEvent.status.in_(BACKLOG_STATUSES)).group_by(WebhookEvent.status))
+    counts = {status.value: 0 for status in BACKLOG_STATUSES}
+    counts.update({status.value: count for status, count in rows})
+    return counts
+
+
+def paid_unconfirmed_count() -> int:
+    with tenancy.all_tenants():
+        return db.session.scalar(
+            select(func.count(Payment.id)).join(Booking, Booking.id == Payment.booking_id)
+            .where(Payment.status == PaymentStatus.PAID, Booking.status != BookingStatus.CONFIRMED)) or 0

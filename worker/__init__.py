@@ -1,0 +1,1 @@
+"""The RQ worker: `python -m worker` (or `make worker`)."""
