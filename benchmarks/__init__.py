@@ -1,0 +1,1 @@
+"""Stand-alone performance benchmarks (`python -m benchmarks.<name>`); not part of the test suite."""
