@@ -15,11 +15,13 @@ def init_app(app: Flask) -> None:
 
 
 def _configure_sqlite(engine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE.
+    """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE.
 
-    pysqlite opens transactions lazily and as readers; a reader that later writes can fail with "database is
-    locked" without waiting. Taking the write lock at BEGIN makes concurrent writers queue on the busy timeout
-    instead, which is what the booking path needs (the no-overlap triggers then always see the latest rows).
+    SQLite has one writer at a time, so the no-overlap triggers always see every committed row. A deferred
+    transaction that read first and writes later can be refused outright ("database is locked") when another
+    writer committed in between; taking the write lock at BEGIN makes every transaction wait its turn on the busy
+    timeout instead. The cost is that transactions run one at a time, which suits the embedded, single-machine
+    default; PostgreSQL is the production database. Keep transactions short: an open one blocks the others.
     """
 
     @event.listens_for(engine, "connect")

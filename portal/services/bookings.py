@@ -65,10 +65,12 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
         hold_expires_at=hold_expiry(now, studio.hold_minutes),
         price_minor=offer.package.price_minor, currency=offer.package.currency,
     )
-    # Start a fresh transaction whose first statement writes, so SQLite takes its write lock before reading.
+    resource_id = offer.resource.id
+    # Start a fresh transaction whose first statement writes: on SQLite it then waits its turn for the write
+    # lock instead of failing because it read an older snapshot.
     db.session.commit()
     try:
-        expire_stale_holds(resource_id=offer.resource.id, start=start, until=occupied_until, now=now)
+        expire_stale_holds(resource_id=resource_id, start=start, until=occupied_until, now=now)
         db.session.add(booking)
         db.session.commit()
     except IntegrityError as error:

@@ -105,15 +105,18 @@ def _store(digest: str, provider_event_id: str, event_type: str, event: dict, no
         existing = db.session.scalar(select(WebhookEvent).where(WebhookEvent.provider_event_id == provider_event_id))
         if existing is not None:
             existing.deliveries += 1
+            existing_id = existing.id
             db.session.commit()
-            return Receipt(existing.id, provider_event_id, duplicate=True)
+            return Receipt(existing_id, provider_event_id, duplicate=True)
         stored = WebhookEvent(provider_event_id=provider_event_id, type=event_type, payload=event,
                               status=EventStatus.RECEIVED, received_at=now, updated_at=now)
         db.session.add(stored)
         try:
+            db.session.flush()
+            stored_id = stored.id
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
             continue
-        return Receipt(stored.id, provider_event_id, duplicate=False)
+        return Receipt(stored_id, provider_event_id, duplicate=False)
     raise RuntimeError(f"could not store event {provider_event_id}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from stripe_standin import sign  # an implementation independent of the one under test
@@ -43,8 +44,9 @@ def deliver(app, client, server, types: tuple[str, ...] | None = None, times: in
     """Post the stand-in's events to the app (each `times` times, freshly signed), then wait for the jobs."""
     delivered = events(server, types)
     for event in delivered:
-        for _ in range(times):
-            assert signed_post(client, event).status_code == 200
+        for attempt in range(times):
+            # A redelivery is signed afresh: same event, new timestamp (so it is not a replay).
+            assert signed_post(client, event, timestamp=int(time.time()) - attempt).status_code == 200
     drain(app)
     return delivered
 

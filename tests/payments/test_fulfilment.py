@@ -1,0 +1,315 @@
+"""From a held slot through Checkout and webhooks to a confirmed lesson, and every way that can go sideways."""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime, time, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select
+
+from portal import tenancy
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.metrics import REGISTRY
+from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, Refund,
+                           RefundStatus, Role, WebhookEvent)
+from portal.payments import get_provider
+from portal.payments.stripe_provider import StripeProvider
+from portal.services import bookings, checkout, fulfilment, sweeps
+from tests.factories import PASSWORD, make_studio, make_user, next_weekday
+from tests.payments.helpers import control, deliver, drain, events, pay, signed_post
+
+BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+STUDIO = "/s/melody-and-meter"
+
+
+@pytest.fixture
+def app_env(stripe_standin):
+    from tests.conftest import stripe_env
+
+    return {**stripe_env(stripe_standin), "JOB_RETRY_DELAYS": "0,0"}
+
+
+@contextmanager
+def within(app):
+    """A short app context across tenants. Tests keep no transaction open while the app works: on SQLite an
+    open transaction holds the write lock."""
+    with app.app_context(), tenancy.all_tenants():
+        yield
+
+
+@pytest.fixture
+def studio(app):
+    with app.app_context():
+        studio = make_studio(buffer_minutes=0)
+        make_user("student@example.com", roles=[(studio, Role.STUDENT)])
+        make_user("rival@example.com", roles=[(studio, Role.STUDENT)])
+        return SimpleNamespace(id=studio.id, tz=studio.tz)
+
+
+def _start(studio, hh_mm="10:00", day=None):
+    return datetime.combine(day or next_weekday(2), time.fromisoformat(hh_mm), studio.tz).isoformat()
+
+
+def _book(app, client, auth, studio, email="student@example.com", hh_mm="10:00"):
+    """Log in, hold a slot through the web form, follow nothing: returns (booking_id, session_id)."""
+    auth.login(email, PASSWORD)
+    response = client.post(f"{STUDIO}/bookings", data={"package": "lesson-60", "resource": "piano",
+                                                       "start": _start(studio, hh_mm),
+                                                       "csrf_token": auth.csrf(f"{STUDIO}/")})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    auth.logout()
+    with within(app):
+        payment = db.session.scalar(select(Payment).where(Payment.checkout_url == response.headers["Location"]))
+        return payment.booking_id, payment.checkout_session_id
+
+
+def _state(app, booking_id):
+    with within(app):
+        booking = db.session.get(Booking, booking_id)
+        payment = booking.payment
+        return booking.status, payment.status if payment else None
+
+
+def _metric(name, **labels):
+    return REGISTRY.get_sample_value(name, labels or None) or 0.0
+
+
+@BOTH
+def test_paid_checkout_confirms_the_booking(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.PENDING)
+    pay(stripe_standin, session_id)
+    deliver(app, client, stripe_standin)
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    with within(app):
+        payment = db.session.scalar(select(Payment))
+        assert payment.payment_intent_id.startswith("pi_") and payment.amount_received_minor == 6500
+        completed = db.session.scalar(select(WebhookEvent).where(WebhookEvent.type == "checkout.session.completed"))
+        assert completed.status == EventStatus.PROCESSED and completed.attempts == 1
+
+
+def test_one_event_delivered_five_times_confirms_once(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    processed_before = _metric("webhook_events_total", status="processed")
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",), times=5)
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    with within(app):
+        event = db.session.scalar(select(WebhookEvent))
+        assert (event.deliveries, event.attempts, event.status) == (5, 1, EventStatus.PROCESSED)
+        assert db.session.scalar(select(func.count(Payment.id))) == 1
+    assert _metric("webhook_events_total", status="processed") == processed_before + 1
+
+
+def test_expired_before_completed(app, client, auth, studio, stripe_standin):
+    """The session expired: a late or forged 'completed' signal changes nothing, since Stripe says expired."""
+    booking_id, session_id = _book(app, client, auth, studio)
+    control(stripe_standin, f"checkout/sessions/{session_id}/expire")
+    [expired] = deliver(app, client, stripe_standin, types=("checkout.session.expired",))
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+    fake_completed = {**expired, "id": "evt_late_completed", "type": "checkout.session.completed"}
+    assert signed_post(client, fake_completed).status_code == 200
+    drain(app)
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+
+
+def test_completed_then_a_stale_expired_event(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    [completed] = deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    stale_expired = {**completed, "id": "evt_stale_expired", "type": "checkout.session.expired"}
+    assert signed_post(client, stale_expired).status_code == 200
+    drain(app)
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+
+
+def test_payment_after_local_expiry_confirms_when_the_slot_is_still_free(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    with within(app):
+        db.session.get(Booking, booking_id).status = BookingStatus.EXPIRED
+        db.session.commit()
+    pay(stripe_standin, session_id)
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+
+
+@BOTH
+def test_payment_after_expiry_for_a_taken_slot_is_refunded_and_flagged(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    with within(app):  # the hold ran out ...
+        booking = db.session.get(Booking, booking_id)
+        booking.hold_expires_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+    rival_booking, _ = _book(app, client, auth, studio, email="rival@example.com")  # ... and the slot was taken
+    pay(stripe_standin, session_id)  # then the first student's payment lands
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.REFUNDED)
+    assert _state(app, rival_booking)[0] == BookingStatus.HELD
+    with within(app):
+        payment = db.session.scalar(select(Payment).where(Payment.booking_id == booking_id))
+        assert payment.flag == PaymentFlag.PAID_AFTER_EXPIRY and payment.amount_refunded_minor == 6500
+        refund = db.session.scalar(select(Refund))
+        assert refund.status == RefundStatus.SUCCEEDED and refund.provider_refund_id.startswith("re_")
+    auth.login("student@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/bookings/{booking_id}").get_data(as_text=True)
+    assert "we refunded $65.00 in full" in page
+
+
+@BOTH
+def test_two_workers_processing_one_event_at_once(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    app.extensions["dispatcher"].enqueue = lambda *args: None  # leave processing to the two threads below
+    [event] = events(stripe_standin, ("checkout.session.completed",))
+    assert signed_post(client, event).status_code == 200
+    with within(app):
+        event_id = db.session.scalar(select(WebhookEvent.id))
+    barrier, outcomes = threading.Barrier(2), []
+
+    def work():
+        with app.app_context():
+            barrier.wait(timeout=10)
+            outcomes.append(fulfilment.process_event(event_id, provider=get_provider(), now=utcnow(),
+                                                     max_attempts=3))
+            db.session.remove()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["processed", "skipped"]
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+
+
+@BOTH
+def test_amount_mismatch_is_flagged_not_retried_and_not_confirmed(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    control(stripe_standin, f"checkout/sessions/{session_id}/amount_total", {"amount_total": 100})
+    pay(stripe_standin, session_id)
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.MISMATCH)
+    with within(app):
+        payment = db.session.scalar(select(Payment))
+        assert payment.flag == PaymentFlag.AMOUNT_MISMATCH and "100" in payment.flag_detail
+        event = db.session.scalar(select(WebhookEvent))
+        assert (event.status, event.attempts) == (EventStatus.PROCESSED, 1)
+    # The hold sweep leaves it alone: money was taken, a person decides.
+    with app.app_context():
+        assert sweeps.release_expired_holds(provider=get_provider(), now=utcnow() + timedelta(hours=2)) == 0
+    assert _state(app, booking_id)[0] == BookingStatus.HELD
+
+
+def test_transient_failures_retry_then_end_dead(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    app.extensions["payment_provider"] = StripeProvider("sk_test_x", "http://127.0.0.1:1")  # Stripe unreachable
+    dead_before = _metric("webhook_events_total", status="dead")
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    with within(app):
+        event = db.session.scalar(select(WebhookEvent))
+        assert (event.status, event.attempts) == (EventStatus.DEAD, 3)
+        assert "TransientProviderError" in event.last_error
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.PENDING)
+    assert _metric("webhook_events_total", status="dead") == dead_before + 1
+
+
+def test_delayed_payment_waits_then_confirms(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id, outcome="async_success")
+    control(stripe_standin, "tasks/run")
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    deliver(app, client, stripe_standin, types=("checkout.session.async_payment_succeeded",))
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+
+
+def test_delayed_payment_failure_releases_the_slot(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id, outcome="async_fail")
+    [completed] = deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.PROCESSING)
+    control(stripe_standin, "tasks/run")
+    deliver(app, client, stripe_standin, types=("checkout.session.async_payment_failed",))
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.FAILED)
+
+
+def test_declined_card_keeps_the_hold_and_says_why(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id, outcome="decline")
+    deliver(app, client, stripe_standin, types=("payment_intent.payment_failed",))
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.PENDING)
+    auth.login("student@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/bookings/{booking_id}").get_data(as_text=True)
+    assert "Your last payment attempt failed" in page
+
+
+def test_checkout_failure_releases_the_hold_with_a_clear_message(app, client, auth, studio):
+    app.extensions["payment_provider"] = StripeProvider("sk_test_x", "http://127.0.0.1:1")
+    failures = _metric("checkout_failures_total")
+    auth.login("student@example.com", PASSWORD)
+    response = client.post(f"{STUDIO}/bookings", data={"package": "lesson-60", "resource": "piano",
+                                                       "start": _start(studio), "csrf_token": auth.csrf(f"{STUDIO}/")})
+    assert response.status_code == 503
+    assert "could not reach the payment service" in response.get_data(as_text=True)
+    assert f'value="{_start(studio)}"' in response.get_data(as_text=True)  # the slot is offered again
+    with within(app):
+        assert db.session.scalar(select(Booking.status)) == BookingStatus.EXPIRED
+    assert _metric("checkout_failures_total") == failures + 1
+
+
+def test_cancel_url_releases_the_hold_and_expires_the_session(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    auth.login("student@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/bookings/{booking_id}/checkout-cancelled")
+    assert page.status_code == 200 and "released your time" in page.get_data(as_text=True)
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+    with app.app_context():
+        assert get_provider().retrieve_checkout_session(session_id).status == "expired"
+
+
+def test_success_page_polls_until_confirmed(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    auth.login("student@example.com", PASSWORD)
+    waiting = client.get(f"{STUDIO}/bookings/{booking_id}?paid=1&session_id={session_id}").get_data(as_text=True)
+    assert "Confirming your booking" in waiting and 'hx-trigger="every 2s"' in waiting
+    pay(stripe_standin, session_id)
+    deliver(app, client, stripe_standin)
+    fragment = client.get(f"{STUDIO}/bookings/{booking_id}?paid=1", headers={"HX-Request": "true"})
+    html = fragment.get_data(as_text=True)
+    assert html.lstrip().startswith('<section id="booking-status"') and "You're booked" in html
+    assert "hx-trigger" not in html  # polling stops
+
+
+def test_sweep_releases_expired_holds_and_expires_their_sessions(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    with app.app_context():
+        assert sweeps.release_expired_holds(provider=get_provider(), now=utcnow()) == 0
+        assert sweeps.release_expired_holds(provider=get_provider(), now=utcnow() + timedelta(minutes=32)) == 1
+        assert get_provider().retrieve_checkout_session(session_id).status == "expired"
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+
+
+def test_sweep_requeues_events_the_queue_lost(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    original = app.extensions["dispatcher"].enqueue
+
+    def queue_down(*_args):
+        from portal.dispatch import DispatchError
+
+        raise DispatchError("redis is down")
+
+    app.extensions["dispatcher"].enqueue = queue_down
+    [event] = events(stripe_standin, ("checkout.session.completed",))
+    assert signed_post(client, event).status_code == 200  # stored, not queued: still a 200
+    with within(app):
+        assert db.session.scalar(select(WebhookEvent.status)) == EventStatus.RECEIVED
+    app.extensions["dispatcher"].enqueue = original
+    with app.app_context():
+        assert sweeps.requeue_stuck_events(now=utcnow(), stuck_after=timedelta(minutes=10)) == 0
+        assert sweeps.requeue_stuck_events(now=utcnow() + timedelta(minutes=11), stuck_after=timedelta(minutes=10)) == 1
+    drain(app)
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
