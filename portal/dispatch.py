@@ -103,8 +103,8 @@ class InProcessDispatcher:
                 timer.start()
 
     def _retry(self, name, args, attempt):
+        self._submit(name, args, attempt)  # before forgetting the timer, so drain() never sees a gap
         self._forget(threading.current_thread())
-        self._submit(name, args, attempt)
 
     def drain(self, timeout: float = 30) -> bool:
         """Wait until no job is running or waiting for a retry (tests and shutdown)."""

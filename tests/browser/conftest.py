@@ -1,5 +1,8 @@
 """Browser fixtures: the real app on PostgreSQL behind a real HTTP server, driven by Debian's Chromium.
 
+Payments go through the Stripe stand-in (`tests/conftest.py`'s `stripe_standin`): holding a slot redirects the
+browser to its hosted Checkout page, and its webhooks are delivered to the live server.
+
 Playwright's sync API is used directly (no pytest-playwright). It never downloads a browser: it launches
 `chromium_path` from tests/conftest.py. Everything opened here is closed here, because pytest runs with
 `filterwarnings = error` and an unclosed socket or browser would fail the run.
@@ -15,7 +18,8 @@ from werkzeug.serving import make_server
 
 from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
-from tests.conftest import build_app, empty_tables
+from tests.conftest import STRIPE_WEBHOOK_SECRET, build_app, empty_tables, stripe_env
+from tests.payments.helpers import control
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -33,10 +37,42 @@ def pytest_runtest_makereport(item, call):
 
 # --- the app and its server --------------------------------------------------------------------------------
 
+def _not_ready(environ, start_response):
+    """Answers until `live_server` hands the socket its app (the app needs the URL before it exists)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"the live app is not attached yet"]
+
+
 @pytest.fixture
-def live_app(postgres_database, tmp_path):
-    """The app on PostgreSQL with the demo data; the tables are emptied afterwards."""
-    app = build_app(postgres_database, tmp_path / "instance")
+def live_socket():
+    """A server bound to a free port but not serving yet: `(server, base URL)`.
+
+    Bound first so the app can be built knowing its own URL (`PORTAL_BASE_URL`: the Checkout success and cancel
+    URLs) and the Stripe stand-in can be told where to deliver webhooks.
+    """
+    server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
+    try:
+        yield server, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.server_close()
+
+
+@pytest.fixture
+def live_extra_env():
+    """More environment for the live app; a test module overrides it (the payment e2e adds `REDIS_URL`)."""
+    return {}
+
+
+@pytest.fixture
+def live_env(live_socket, stripe_standin, live_extra_env) -> dict:
+    """The live app's environment (beyond `build_app`'s): payments through the stand-in, links to the server."""
+    return {**stripe_env(stripe_standin), "PORTAL_BASE_URL": live_socket[1], **live_extra_env}
+
+
+@pytest.fixture
+def live_app(postgres_database, tmp_path, live_env):
+    """The app on PostgreSQL with the demo data and the Stripe stand-in; the tables are emptied afterwards."""
+    app = build_app(postgres_database, tmp_path / "instance", env=live_env)
     with app.app_context():
         from portal.services.demo import seed_demo
 
@@ -46,17 +82,22 @@ def live_app(postgres_database, tmp_path):
 
 
 @pytest.fixture
-def live_server(live_app):
-    """Serve `live_app` on a free port in a daemon thread; yields the base URL (no trailing slash)."""
-    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+def live_server(live_socket, live_app, stripe_standin):
+    """Serve `live_app` on the bound socket in a daemon thread, with the stand-in's webhooks pointed at it;
+    yields the base URL (no trailing slash)."""
+    server, base_url = live_socket
+    server.app = live_app
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        control(stripe_standin, "webhook", {"url": f"{base_url}/webhooks/stripe", "secret": STRIPE_WEBHOOK_SECRET})
+        yield base_url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        try:
+            control(stripe_standin, "reset")  # nothing more is delivered to a server about to stop
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)
 
 
 # --- the browser ---------------------------------------------------------------------------------------------

@@ -1,111 +1,67 @@
 """A student books a lesson in a real browser: log in, pick a package, change the date (htmx swaps the free
-times in and pushes the URL), hold a time, land on the booking page. On the demo data and PostgreSQL."""
+times in and pushes the URL), hold a time, land on the Stripe stand-in's Checkout page; the booking page then
+shows the hold and a link back to Checkout. On the demo data and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import select
 
-from portal import tenancy
 from portal.clock import utcnow
-from portal.extensions import db
 from portal.formatting import long_date
-from portal.models import Booking, BookingStatus
-from tests.factories import next_weekday
+from portal.models import BookingStatus, PaymentStatus
+from tests.browser.helpers import (PACKAGE, PACKAGE_SLUG, PORTAL_PRICE, SLOT_BUTTON, STUDENT, STUDIO,
+                                   booking_for_session, lesson_day, log_in, on_checkout_page, open_package,
+                                   show_piano_times_on, slot_start)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
-STUDIO = "/s/melody-and-meter"
-PACKAGE = "60-minute lesson"
-PACKAGE_SLUG = "lesson-60"
-STUDENT = ("student@example.com", "demo-password-1")
-SLOT_BUTTON = "#slots ul.slot-list button.slot"
-BOOKING_URL = re.compile(re.escape(STUDIO) + r"/bookings/(\d+)$")
 
-
-def lesson_day() -> date:
-    """A Wednesday at least 3 days ahead (studio-local): the piano room is open 09:00-18:00, no blackout."""
-    return next_weekday(2, after_days=3)
-
-
-def log_in(page: Page) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(STUDENT[0])
-    page.get_by_label("Password").fill(STUDENT[1])
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"**{STUDIO}/")  # a student lands on their studio's home
-
-
-def open_package(page: Page) -> None:
-    page.goto(f"{STUDIO}/")
-    card = page.locator("#packages li.package", has_text=PACKAGE)
-    card.get_by_role("link", name="Choose a time").click()
-    page.wait_for_url(f"**{STUDIO}/packages/{PACKAGE_SLUG}")
-    expect(page.get_by_role("heading", level=1)).to_have_text(PACKAGE)
-
-
-def show_piano_times_on(page: Page, day: date) -> None:
-    """Pick the piano room, then the day; each change swaps #slots through htmx (no full page load)."""
-    heading = page.locator("#slots-heading")
-    marker = page.evaluate("() => (window.__fullLoads = (window.__fullLoads || 0) + 1)")
-    page.locator("#resource").select_option("piano")
-    expect(heading).to_contain_text("Piano room")
-    page.locator("#date").fill(day.isoformat())
-    expect(heading).to_contain_text(f"Free times on {long_date(day)}")
-    expect(page).to_have_url(re.compile(rf"{re.escape(STUDIO)}/packages/{PACKAGE_SLUG}\?(?=.*resource=piano)"
-                                        rf"(?=.*date={day.isoformat()})"))
-    expect(page.locator(SLOT_BUTTON).first).to_be_visible()
-    # The same document throughout: a full navigation would have reset this counter.
-    assert page.evaluate("() => window.__fullLoads") == marker
-
-
-def booking_row(app, booking_id: int) -> dict:
-    """What the database says about a booking, read outside any request (hence every tenant in view)."""
-    with app.app_context(), tenancy.all_tenants():
-        booking = db.session.scalar(select(Booking).where(Booking.id == booking_id))
-        assert booking is not None, f"booking {booking_id} is not in the database"
-        return {"status": booking.status, "start_at": booking.start_at, "hold_expires_at": booking.hold_expires_at,
-                "student": booking.student.email, "package": booking.package.slug,
-                "resource": booking.resource.slug, "studio": booking.studio.slug}
-
-
-def assert_booking_page(page: Page) -> int:
-    page.wait_for_url(BOOKING_URL)
-    booking_id = int(BOOKING_URL.search(page.url).group(1))
+def assert_booking_page(page: Page, booking: dict) -> None:
+    """The student's own booking page shows the hold, with a link back to its Checkout page."""
+    page.goto(f"{STUDIO}/bookings/{booking['id']}")
     article = page.locator("#booking")
     expect(article.locator(".badge")).to_have_text("Held")
     expect(article).to_contain_text("held until")
     expect(article.get_by_role("heading", level=1)).to_have_text(PACKAGE)
     expect(article).to_contain_text("Piano room")
-    return booking_id
+    pay = article.get_by_role("link", name=f"Pay {PORTAL_PRICE}")
+    expect(pay).to_have_attribute("href", booking["checkout_url"])
+    # Not polling: the student has not come back from Checkout, nothing is on its way.
+    expect(article.locator("#booking-status")).not_to_have_attribute("hx-get", re.compile(".*"))
 
 
-def test_student_holds_a_slot_picked_through_htmx(page: Page, live_app):
+def test_student_holds_a_slot_picked_through_htmx(page: Page, live_app, stripe_standin):
     day = lesson_day()
     log_in(page)
     open_package(page)
     show_piano_times_on(page, day)
 
     slot = page.locator(SLOT_BUTTON).nth(2)
-    start = datetime.fromisoformat(slot.locator("xpath=../input[@name='start']").input_value())
+    start = datetime.fromisoformat(slot_start(slot))
     expect(slot).to_have_accessible_name(re.compile(rf"^Hold .+ on {re.escape(long_date(day))}$"))
     slot.click()
 
-    booking_id = assert_booking_page(page)
-    row = booking_row(live_app, booking_id)
+    session_id = on_checkout_page(page, stripe_standin.base_url)
+    row = booking_for_session(live_app, session_id)
     assert row["status"] == BookingStatus.HELD
+    assert row["payment_status"] == PaymentStatus.PENDING
+    assert row["checkout_url"] == page.url
     assert row["start_at"] == start
     assert row["hold_expires_at"] > utcnow()
     assert (row["student"], row["studio"], row["package"], row["resource"]) == (
         STUDENT[0], "melody-and-meter", PACKAGE_SLUG, "piano")
 
+    assert_booking_page(page, row)
+    page.get_by_role("link", name=f"Pay {PORTAL_PRICE}").click()
+    assert on_checkout_page(page, stripe_standin.base_url) == session_id  # the same session, not a new one
+
 
 @pytest.mark.parametrize("context_options", [{"viewport": {"width": 390, "height": 844}, "is_mobile": True,
                                               "has_touch": True, "device_scale_factor": 3}])
-def test_phone_slot_list_fits_and_works_from_the_keyboard(page: Page, live_app):
+def test_phone_slot_list_fits_and_works_from_the_keyboard(page: Page, live_app, stripe_standin):
     day = lesson_day()
     log_in(page)
     open_package(page)
@@ -129,50 +85,63 @@ def test_phone_slot_list_fits_and_works_from_the_keyboard(page: Page, live_app):
         pytest.fail("Tab never reached a slot button; focus ended on "
                     + page.evaluate("() => document.activeElement.outerHTML.slice(0, 120)"))
     focused_start = page.evaluate("() => document.activeElement.form.elements.start.value")
-    assert focused_start == page.locator(SLOT_BUTTON).first.locator("xpath=../input[@name='start']").input_value()
+    assert focused_start == slot_start(page.locator(SLOT_BUTTON).first)
 
     page.keyboard.press("Enter")
-    booking_id = assert_booking_page(page)
-    assert fits(), "the booking page scrolls sideways on a phone"
-    row = booking_row(live_app, booking_id)
+    session_id = on_checkout_page(page, stripe_standin.base_url)
+    row = booking_for_session(live_app, session_id)
     assert row["status"] == BookingStatus.HELD
     assert row["start_at"] == datetime.fromisoformat(focused_start)
+
+    assert_booking_page(page, row)
+    assert fits(), "the booking page scrolls sideways on a phone"
 
 
 CSP_LISTENER = """
 document.addEventListener("securitypolicyviolation", (event) => {
-  window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+  window.reportCspViolation(location.href, `${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
                             + ` at ${event.sourceFile || location.href}:${event.lineNumber}`);
 });
 """
 
 
-def test_package_page_and_slot_swaps_raise_no_console_errors_or_csp_violations(page: Page):
+def test_portal_pages_raise_no_console_errors_or_csp_violations(page: Page, live_server, live_app, stripe_standin):
+    """The package page, its htmx swaps, the booking form's redirect to Checkout (CSP `form-action` covers
+    redirects) and the booking page. The stand-in's Checkout page is not ours: what happens there is ignored."""
     problems: list[str] = []
 
+    def report(url: str, text: str) -> None:
+        if (url or "").startswith(live_server):
+            problems.append(text)
+
     def on_console(message) -> None:
-        source = message.location.get("url", "")
+        source = message.location.get("url", "") or page.url
         if message.type == "error":
-            problems.append(f"console: {message.text} ({source})")
+            report(source, f"console: {message.text} ({source})")
 
     page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url} {request.failure}"))
+    page.on("pageerror", lambda error: report(page.url, f"page error: {error} ({page.url})"))
+    page.on("requestfailed", lambda request: report(request.url, f"request failed: {request.url} {request.failure}"))
     page.on("response", lambda response: response.status >= 500
-            and problems.append(f"HTTP {response.status}: {response.url}"))
-    page.expose_function("reportCspViolation", lambda text: problems.append(f"CSP violation: {text}"))
+            and report(response.url, f"HTTP {response.status}: {response.url}"))
+    page.expose_function("reportCspViolation", lambda url, text: report(url, f"CSP violation: {text}"))
     page.add_init_script(CSP_LISTENER)  # injected by the devtools protocol, so the page's CSP does not block it
 
     log_in(page)
     open_package(page)
     csp = page.evaluate("() => fetch(location.href).then(r => r.headers.get('content-security-policy'))")
     assert csp and "script-src 'self'" in csp, "the CSP this test relies on is missing"
+    assert f"form-action 'self' {stripe_standin.base_url};" in csp, "the booking form could not reach Checkout"
     show_piano_times_on(page, lesson_day())
     page.locator("#slots").get_by_role("link", name="Next day →").click()  # a plain link: a full navigation
     expect(page.locator("#slots-heading")).to_be_visible()
     page.locator("#date").fill(lesson_day().isoformat())
     expect(page.locator("#slots-heading")).to_contain_text(long_date(lesson_day()))
+    assert problems == []
 
+    page.locator(SLOT_BUTTON).first.click()  # POST, then 303 to the stand-in's origin
+    booking = booking_for_session(live_app, on_checkout_page(page, stripe_standin.base_url))
+    assert_booking_page(page, booking)
     assert problems == []
 
     # Prove the listener works, so the empty list above meant "no violations", not "nobody was listening".
