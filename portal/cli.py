@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(sweep_command)
 
 
 @click.command("seed-demo")
@@ -31,3 +32,18 @@ def seed_demo_command():
         raise click.ClickException("refusing to seed demo data into a production configuration")
     seed_demo(utcnow())
     click.echo("demo data ready")
+
+
+@click.command("sweep")
+@click.argument("which", type=click.Choice(["all", "holds", "events", "signatures"]), default="all")
+@with_appcontext
+def sweep_command(which):
+    """Run the periodic sweeps now: release expired holds, re-queue stuck webhook events, prune old signatures."""
+    from portal.jobs import sweeps
+
+    if which in ("all", "holds"):
+        click.echo(f"released {sweeps.release_expired_holds()} expired holds")
+    if which in ("all", "events"):
+        click.echo(f"re-queued {sweeps.requeue_stuck_events()} stuck webhook events")
+    if which in ("all", "signatures"):
+        click.echo(f"pruned {sweeps.prune_webhook_signatures()} old webhook signatures")

@@ -313,3 +313,15 @@ def test_sweep_requeues_events_the_queue_lost(app, client, auth, studio, stripe_
         assert sweeps.requeue_stuck_events(now=utcnow() + timedelta(minutes=11), stuck_after=timedelta(minutes=10)) == 1
     drain(app)
     assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+
+
+def test_sweeps_run_from_the_cli(app, client, auth, studio, stripe_standin):
+    booking_id, _ = _book(app, client, auth, studio)
+    with within(app):
+        booking = db.session.get(Booking, booking_id)
+        booking.hold_expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["sweep"])
+    assert result.exit_code == 0, result.output
+    assert "released 1 expired holds" in result.output and "re-queued 0 stuck webhook events" in result.output
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
