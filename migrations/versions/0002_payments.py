@@ -87,6 +87,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('payment_id', sa.Integer(), nullable=False),
     sa.Column('provider_refund_id', sa.String(length=255), nullable=True),
+    sa.Column('purpose_key', sa.String(length=128), nullable=False),
     sa.Column('amount_minor', sa.Integer(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('reason', sa.String(length=64), nullable=False),
@@ -100,6 +101,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_refunds_payment_id_payments'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['studio_id'], ['studios.id'], name=op.f('fk_refunds_studio_id_studios'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refunds')),
+    sa.UniqueConstraint('purpose_key', name=op.f('uq_refunds_purpose_key')),
     sa.UniqueConstraint('provider_refund_id', name=op.f('uq_refunds_provider_refund_id'))
     )
     with op.batch_alter_table('refunds', schema=None) as batch_op:

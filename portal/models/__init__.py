@@ -1,6 +1,7 @@
 """One module per concept; importing this package registers every table on `db.metadata`."""
 from portal.models.audit import AuditEntry
-from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus
+from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus, MakeupCredit, Reschedule
+from portal.models.notifications import NotificationLog
 from portal.models.payments import (EventStatus, Payment, PaymentFlag, PaymentStatus, Refund, RefundStatus,
                                      WebhookEvent, WebhookSignature)
 from portal.models.catalog import Package, Resource, ResourceKind
@@ -10,6 +11,6 @@ from portal.models.users import Membership, Role, User
 
 __all__ = [
     "AuditEntry", "AvailabilityRule", "EventStatus", "Payment", "PaymentFlag", "PaymentStatus", "Refund",
-    "RefundStatus", "WebhookEvent", "WebhookSignature", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "Membership",
-    "Package", "Resource", "ResourceKind", "Role", "Studio", "User",
+    "RefundStatus", "WebhookEvent", "WebhookSignature", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "MakeupCredit", "Membership", "NotificationLog",
+    "Package", "Reschedule", "Resource", "ResourceKind", "Role", "Studio", "User",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import utcnow
@@ -56,6 +56,11 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
     price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    policy: Mapped[dict | None] = mapped_column(JSON)  # the studio's policy when the booking was paid
+    reschedule_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    penalty_reason: Mapped[str | None] = mapped_column(String(32))  # "late_cancel"
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ical_sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     student = relationship("User")
     package = relationship("Package")
@@ -71,3 +76,30 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
         if self.status == BookingStatus.CONFIRMED:
             return True
         return self.status == BookingStatus.HELD and self.hold_expires_at is not None and self.hold_expires_at > now
+
+
+class Reschedule(TenantMixin, TimestampMixin, db.Model):
+    """One move of a booking: from where and when, to where and when, and how long before the lesson it was asked."""
+
+    __tablename__ = "reschedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), nullable=False, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    from_resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="RESTRICT"), nullable=False)
+    from_start_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    to_resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="RESTRICT"), nullable=False)
+    to_start_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    lead_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class MakeupCredit(TenantMixin, TimestampMixin, db.Model):
+    """A make-up lesson owed after a late cancellation (when the studio's policy grants one)."""
+
+    __tablename__ = "makeup_credits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), unique=True, nullable=False)
+    minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -79,6 +79,8 @@ class Refund(TenantMixin, TimestampMixin, db.Model):
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), nullable=False,
                                             index=True)
     provider_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # What this refund is for, unique: two workers (or a retried job) can never record the same refund twice.
+    purpose_key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reason: Mapped[str] = mapped_column(String(64), nullable=False)

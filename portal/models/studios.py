@@ -19,6 +19,10 @@ class Studio(TimestampMixin, db.Model):
         CheckConstraint("min_notice_minutes >= 0", name="notice_non_negative"),
         CheckConstraint("slot_interval_minutes > 0", name="interval_positive"),
         CheckConstraint("hold_minutes >= 30", name="hold_at_least_30"),
+        CheckConstraint("reschedule_lead_hours >= 0", name="lead_non_negative"),
+        CheckConstraint("max_reschedules >= 0", name="max_reschedules_non_negative"),
+        CheckConstraint("cancel_window_hours >= 0", name="window_non_negative"),
+        CheckConstraint("late_cancel_fee_percent >= 0 AND late_cancel_fee_percent <= 100", name="fee_percent_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,10 +36,23 @@ class Studio(TimestampMixin, db.Model):
     slot_interval_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
     booking_horizon_days: Mapped[int] = mapped_column(Integer, nullable=False, default=90)
     hold_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    # Policy: what students may change, and what a late cancellation costs. Bookings keep a snapshot.
+    reschedule_lead_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
+    max_reschedules: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
+    cancel_window_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
+    late_cancel_fee_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=50)
+    late_cancel_makeup: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def policy_snapshot(self) -> dict:
+        """The policy in force now, as stored on a booking when it is paid."""
+        return {"reschedule_lead_hours": self.reschedule_lead_hours, "max_reschedules": self.max_reschedules,
+                "cancel_window_hours": self.cancel_window_hours,
+                "late_cancel_fee_percent": self.late_cancel_fee_percent,
+                "late_cancel_makeup": self.late_cancel_makeup}
 
     @property
     def buffer(self) -> timedelta:

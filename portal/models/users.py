@@ -58,6 +58,8 @@ class Membership(TimestampMixin, db.Model):
     studio_id: Mapped[int] = mapped_column(ForeignKey("studios.id", ondelete="CASCADE"), nullable=False, index=True)
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16,
                                             values_callable=lambda e: [m.value for m in e]), nullable=False)
+    # Secret of the student's private iCal feed for this studio; regenerating it revokes the old address.
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     user: Mapped[User] = relationship(back_populates="memberships")
     studio = relationship("Studio")

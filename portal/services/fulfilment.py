@@ -16,7 +16,7 @@ from portal import metrics, tenancy
 from portal.extensions import db
 from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, Refund,
                            RefundStatus, WebhookEvent)
-from portal.payments import CheckoutSession, PaymentProvider, TransientProviderError
+from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,21 @@ class RetryLater(Exception):
     """Processing failed for a reason that may pass (network, provider, database); the job is retried."""
 
 
-def claim(event_id: int, now: datetime, lease: timedelta = PROCESSING_LEASE) -> bool:
-    claimable = or_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)),
-                    (WebhookEvent.status == EventStatus.PROCESSING) & (WebhookEvent.updated_at < now - lease))
+def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PROCESSING_LEASE) -> bool:
+    """Take the event for processing. An event whose lease ran out after its last attempt (its worker died every
+    time) is marked dead instead of being tried forever."""
+    stale = (WebhookEvent.status == EventStatus.PROCESSING) & (WebhookEvent.updated_at < now - lease)
+    claimable = or_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)), stale)
     result = db.session.execute(
-        update(WebhookEvent).where(WebhookEvent.id == event_id, claimable)
+        update(WebhookEvent).where(WebhookEvent.id == event_id, claimable, WebhookEvent.attempts < max_attempts)
         .values(status=EventStatus.PROCESSING, attempts=WebhookEvent.attempts + 1, updated_at=now))
+    if result.rowcount != 1:
+        buried = db.session.execute(
+            update(WebhookEvent).where(WebhookEvent.id == event_id, stale, WebhookEvent.attempts >= max_attempts)
+            .values(status=EventStatus.DEAD, updated_at=now,
+                    last_error="the worker processing it stopped before finishing, on every attempt"))
+        if buried.rowcount:
+            metrics.webhook_events.labels("dead").inc()
     db.session.commit()
     return result.rowcount == 1
 
@@ -44,15 +53,19 @@ def claim(event_id: int, now: datetime, lease: timedelta = PROCESSING_LEASE) -> 
 def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, max_attempts: int,
                   lease: timedelta = PROCESSING_LEASE) -> str:
     """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow."""
-    if not claim(event_id, now, lease):
+    if not claim(event_id, now, max_attempts, lease):
         return "skipped"
     event = db.session.get(WebhookEvent, event_id)
     try:
         with tenancy.all_tenants():
             outcome = _dispatch(event, provider, now)
-    except (TransientProviderError, OperationalError) as error:
+    except Exception as error:
         db.session.rollback()
-        return _failed(event_id, f"{type(error).__name__}: {error}", now, max_attempts)
+        # A refusal from the provider (unknown object, bad request) will not change on retry: dead at once.
+        permanent = isinstance(error, PaymentProviderError) and not isinstance(error, TransientProviderError)
+        if not isinstance(error, (PaymentProviderError, OperationalError)):
+            log.exception("unexpected error processing event %s", event_id)
+        return _failed(event_id, f"{type(error).__name__}: {error}", now, 1 if permanent else max_attempts)
     event = db.session.get(WebhookEvent, event_id)
     event.status = EventStatus.IGNORED if outcome == "ignored" else EventStatus.PROCESSED
     event.processed_at = event.updated_at = now
@@ -167,8 +180,13 @@ def _refund_unplaceable(payment_id: int, session: CheckoutSession, provider: Pay
     payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
                        "paid after the hold expired and the slot was taken: refunded in full")
     db.session.add(Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=payment.amount_minor,
-                          currency=payment.currency, reason="slot_unavailable"))
-    db.session.commit()
+                          currency=payment.currency, reason="slot_unavailable",
+                          purpose_key=f"payment:{payment.id}:slot_unavailable"))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # another attempt recorded this refund already
+        payment = db.session.get(Payment, payment_id)
     return _finish_pending_refunds(payment, provider, now)
 
 

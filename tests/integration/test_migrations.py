@@ -11,7 +11,8 @@ from portal.extensions import db
 from tests.conftest import build_app, create_pg_database, drop_pg_database
 
 EXPECTED_TABLES = {"studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts",
-                   "payments", "refunds", "webhook_events", "webhook_signatures",
+                   "payments", "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits",
+                   "notification_log",
                    "bookings", "audit_log", "alembic_version"}
 
 

@@ -325,3 +325,30 @@ def test_sweeps_run_from_the_cli(app, client, auth, studio, stripe_standin):
     assert result.exit_code == 0, result.output
     assert "released 1 expired holds" in result.output and "re-queued 0 stuck webhook events" in result.output
     assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+
+
+def test_a_permanent_provider_refusal_is_dead_at_once(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    [event] = events(stripe_standin, ("checkout.session.completed",))
+    stripe_standin.reset()  # Stripe no longer knows the session: retrieving it is a 404, not a passing fault
+    assert signed_post(client, event).status_code == 200
+    drain(app)
+    with within(app):
+        row = db.session.scalar(select(WebhookEvent))
+        assert (row.status, row.attempts) == (EventStatus.DEAD, 1)
+        assert "PaymentProviderError" in row.last_error
+
+
+def test_an_event_whose_worker_always_dies_ends_dead(app, studio):
+    from portal.services.fulfilment import claim
+
+    now = utcnow()
+    with within(app):
+        db.session.add(WebhookEvent(provider_event_id="evt_poison", type="checkout.session.completed", payload={},
+                                    status=EventStatus.PROCESSING, attempts=3, updated_at=now - timedelta(hours=1)))
+        db.session.commit()
+        event_id = db.session.scalar(select(WebhookEvent.id))
+        assert claim(event_id, now, max_attempts=3) is False
+        row = db.session.get(WebhookEvent, event_id)
+        assert row.status == EventStatus.DEAD and "stopped before finishing" in row.last_error
