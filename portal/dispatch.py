@@ -22,8 +22,11 @@ JOBS = {
     "release_expired_holds": "portal.jobs.sweeps.release_expired_holds",
     "requeue_stuck_events": "portal.jobs.sweeps.requeue_stuck_events",
     "prune_webhook_signatures": "portal.jobs.sweeps.prune_webhook_signatures",
+    "process_refund": "portal.jobs.refunds.process_refund",
+    "send_notification": "portal.jobs.notifications.send_notification",
+    "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
 }
-SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures")
+SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures", "send_due_reminders")
 
 
 class DispatchError(RuntimeError):

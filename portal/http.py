@@ -10,10 +10,10 @@ from portal.services.errors import DomainError
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 
 
-def content_security_policy(checkout_origin: str) -> str:
-    """No inline script or style. Forms may post to the Checkout origin: the booking form's 303 leads there."""
+def content_security_policy(checkout_origins: str) -> str:
+    """No inline script or style. Forms may lead to Checkout: the booking form's 303 goes there."""
     return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
-            f"font-src 'self'; connect-src 'self'; form-action 'self' {checkout_origin}; frame-ancestors 'none'; "
+            f"font-src 'self'; connect-src 'self'; form-action 'self' {checkout_origins}; frame-ancestors 'none'; "
             "base-uri 'self'; object-src 'none'")
 
 
@@ -72,8 +72,10 @@ def error_response(status: int, message: str, code: str | None = None):
 
 
 def init_app(app: Flask) -> None:
+    # Stripe hosts Checkout on its own origin; a stand-in (STRIPE_API_BASE) serves it next to its API.
     api_base = app.config["PORTAL_SETTINGS"].stripe_api_base
-    app.config["PORTAL_CSP"] = content_security_policy(_origin(api_base) if api_base else STRIPE_CHECKOUT_ORIGIN)
+    origins = " ".join(dict.fromkeys([STRIPE_CHECKOUT_ORIGIN] + ([_origin(api_base)] if api_base else [])))
+    app.config["PORTAL_CSP"] = content_security_policy(origins)
     app.after_request(_security_headers)
 
     @app.errorhandler(CSRFError)

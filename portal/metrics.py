@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
+import threading
+import time
 
 from flask import Flask, abort, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
 
 from portal.payments.signatures import SIGNATURE_CODES
 
+log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 WEBHOOK_EVENT_STATUSES = ("received", "processed", "error", "retry", "duplicate", "ignored", "dead")
@@ -47,35 +51,70 @@ for _status in ("succeeded", "failed", "pending", "retry"):
 
 
 class DatabaseGauges:
-    """Gauges computed from the database when scraped: cheap aggregate queries on indexed columns."""
+    """Gauges computed from the database when scraped: a few aggregate queries, cached for `ttl` seconds so
+    frequent scrapes (or several Prometheus servers) cost the database almost nothing."""
 
-    def __init__(self, app: Flask):
+    def __init__(self, app: Flask, ttl: float = 15.0):
         self.app = app
+        self.ttl = ttl
+        self._cached: tuple[float, list] | None = None
+        self._lock = threading.Lock()
 
     @staticmethod
     def _families():
-        return (GaugeMetricFamily("webhook_backlog", "Webhook events not yet processed, by status",
-                                  labels=["status"]),
-                GaugeMetricFamily("paid_unconfirmed_bookings", "Payments marked paid whose booking is not confirmed"))
+        return {
+            "backlog": GaugeMetricFamily("webhook_backlog", "Webhook events not yet processed, by status",
+                                         labels=["status"]),
+            "unconfirmed": GaugeMetricFamily("paid_unconfirmed_bookings",
+                                             "Payments marked paid whose booking is not confirmed"),
+            "late_total": GaugeMetricFamily("melody_bookings_cancelled_late_total",
+                                            "Bookings cancelled late (penalty_reason=late_cancel)"),
+            "late": GaugeMetricFamily("melody_bookings_cancelled_late", "Late cancellations per resource",
+                                      labels=["tenant", "resource_id"]),
+            "lead_avg": GaugeMetricFamily("melody_reschedule_lead_time_hours_avg",
+                                          "Average hours between a reschedule request and the original lesson "
+                                          "(last 90 days)"),
+            "lead_median": GaugeMetricFamily("melody_reschedule_lead_time_hours_median",
+                                             "Median hours between a reschedule request and the original lesson "
+                                             "(last 90 days)"),
+            "reschedules": CounterMetricFamily("melody_reschedule_completed", "Reschedules completed"),
+        }
 
     def describe(self):  # lets the registry learn the names without touching the database
-        return list(self._families())
+        return list(self._families().values())
 
     def collect(self):
-        from portal.services import reconciliation
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                families = self._read()
+                if families is None:
+                    return  # a scrape must not fail because the database is briefly away
+                self._cached = (time.monotonic(), families)
+            yield from self._cached[1]
 
-        backlog, unconfirmed = self._families()
+    def _read(self):
+        from portal.clock import utcnow
+        from portal.services import reconciliation, stats
+
+        families = self._families()
         try:
             with self.app.app_context():
-                counts = reconciliation.webhook_backlog()
+                backlog = reconciliation.webhook_backlog()
                 paid_unconfirmed = reconciliation.paid_unconfirmed_count()
-        except Exception:  # a scrape must not fail because the database is briefly away
-            return
-        for status, count in counts.items():
-            backlog.add_metric([status], count)
-        unconfirmed.add_metric([], paid_unconfirmed)
-        yield backlog
-        yield unconfirmed
+                figures = stats.booking_stats(utcnow())
+        except Exception:
+            log.exception("database gauges unavailable")
+            return None
+        for status, count in backlog.items():
+            families["backlog"].add_metric([status], count)
+        families["unconfirmed"].add_metric([], paid_unconfirmed)
+        families["late_total"].add_metric([], sum(figures.late_cancels.values()))
+        for (tenant, resource), count in sorted(figures.late_cancels.items()):
+            families["late"].add_metric([tenant, resource], count)
+        families["lead_avg"].add_metric([], figures.lead_hours_avg)
+        families["lead_median"].add_metric([], figures.lead_hours_median)
+        families["reschedules"].add_metric([], figures.reschedules_completed)
+        return list(families.values())
 
 
 def _require_token(view):
@@ -96,7 +135,7 @@ def init_app(app: Flask) -> None:
     replay_window_ms.set(settings.stripe_replay_window_sec * 1000)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(REGISTRY)
-    registry.register(DatabaseGauges(app))
+    registry.register(DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", 15.0)))
     exporter = PrometheusMetrics(
         app=None, path="/metrics", registry=registry, defaults_prefix=NO_PREFIX, group_by="endpoint",
         metrics_decorator=_require_token, excluded_paths=["^/metrics$", "^/static/"],

@@ -5,9 +5,9 @@ from portal import tenancy
 
 
 def register(app: Flask) -> None:
-    from portal.blueprints import admin, api, auth, health, ops, studio, webhooks
+    from portal.blueprints import admin, api, auth, calendar, health, lessons, ops, studio, webhooks
 
-    for module in (health, auth, studio, api, admin, ops, webhooks):
+    for module in (health, auth, studio, lessons, calendar, api, admin, ops, webhooks):
         app.register_blueprint(module.bp)
 
     @app.teardown_request

@@ -10,9 +10,10 @@ from portal.blueprints.context import login_required_here, studio_scoped
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import external_url, is_htmx
-from portal.models import Package, Resource, Role
-from portal.payments import get_provider
-from portal.services import accounts, availability, bookings, checkout
+from portal.models import Package, PaymentStatus, Resource, Role
+from portal.payments import PaymentProviderError, get_provider
+from portal.services import accounts, availability, bookings, checkout, fulfilment
+from portal.services.policy import cancel_terms, reschedule_decision
 from portal.services.errors import DomainError, InvalidInput, SlotUnavailable
 
 bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
@@ -32,9 +33,16 @@ def home():
     return render_template("studio/home.html", packages=_packages(), resources=_resources())
 
 
-def _picker_context(package: Package, resource_slug: str | None, date_raw: str | None):
-    """Everything the slot picker shows, with a form error instead of an exception on bad input."""
+def picker_context(package: Package, resource_slug: str | None, date_raw: str | None, *,
+                   picker_endpoint: str = "studio.package", picker_values: dict | None = None,
+                   slot_action: str | None = None, hidden: dict | None = None):
+    """Everything the slot picker shows, with a form error instead of an exception on bad input.
+
+    The same picker serves booking (the default) and moving a lesson: `picker_endpoint`/`picker_values` say where
+    the picker reloads, `slot_action` where a chosen slot is posted, and `hidden` which fields go with it.
+    """
     now = utcnow()
+    picker_values = picker_values if picker_values is not None else {"package_slug": package.slug}
     studio = g.studio
     resources = _resources()
     resource = next((r for r in resources if r.slug == resource_slug), resources[0] if resources else None)
@@ -47,8 +55,14 @@ def _picker_context(package: Package, resource_slug: str | None, date_raw: str |
     slots = []
     if resource is not None:
         slots = availability.free_slots_on(studio, availability.Offer(package, resource), day, now)
+    def day_url(other_day):
+        return url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None,
+                       date=other_day.isoformat())
+
     return dict(package=package, resources=resources, resource=resource, day=day, first_day=first,
-                last_day=last, slots=slots, error=error)
+                last_day=last, slots=slots, error=error, picker_url=url_for(picker_endpoint, **picker_values),
+                day_url=day_url, slot_action=slot_action or url_for("studio.create_booking"),
+                hidden=hidden if hidden is not None else {"package": package.slug})
 
 
 def _package_or_404(package_slug: str) -> Package:
@@ -60,7 +74,7 @@ def _package_or_404(package_slug: str) -> Package:
 
 @bp.get("/packages/<package_slug>")
 def package(package_slug: str):
-    context = _picker_context(_package_or_404(package_slug), request.args.get("resource"),
+    context = picker_context(_package_or_404(package_slug), request.args.get("resource"),
                               request.args.get("date"))
     template = "studio/_slots.html" if is_htmx() else "studio/package.html"
     return render_template(template, **context), 422 if context["error"] else 200
@@ -112,7 +126,7 @@ def _booking_refused(problem: DomainError):
         return render_template("errors/error.html", status=problem.status, title="Cannot book this",
                                message=problem.message), problem.status
     start = request.form.get("start", "")
-    context = _picker_context(package, request.form.get("resource"), start[:10] or None)
+    context = picker_context(package, request.form.get("resource"), start[:10] or None)
     context["error"] = problem.message
     context["taken"] = isinstance(problem, SlotUnavailable)
     template = "studio/_slots.html" if is_htmx() else "studio/package.html"
@@ -126,7 +140,17 @@ def booking(booking_id: int):
         return redirect_to_login
     as_admin = current_user.has_role(g.studio.id, Role.ADMIN)
     found = bookings.get_booking_for(current_user, booking_id, as_admin=as_admin)
-    context = dict(booking=found, payment=found.payment, now=utcnow(), returning=request.args.get("paid") == "1")
+    now = utcnow()
+    returning = request.args.get("paid") == "1"
+    payment = found.payment
+    if returning and payment is not None and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+        try:  # back from Checkout: ask Stripe now rather than only wait for the webhook
+            fulfilment.sync_from_provider(payment, get_provider(), now)
+        except PaymentProviderError:
+            db.session.rollback()
+    context = dict(booking=found, payment=found.payment, now=now, returning=returning,
+                   reschedule=reschedule_decision(found, now),
+                   cancel=cancel_terms(found, now, paid_minor=payment.amount_received_minor if payment else 0))
     template = "studio/_booking_status.html" if is_htmx() else "studio/booking.html"
     return render_template(template, **context)
 

@@ -18,3 +18,14 @@ def job(fn):
             db.session.remove()
 
     return wrapper
+
+
+def studio_scope_of(model, object_id: int):
+    """The tenant scope of one tenant-owned row, for jobs that receive only its id."""
+    from sqlalchemy import select
+
+    from portal import tenancy
+
+    with tenancy.all_tenants():
+        studio_id = db.session.scalar(select(model.studio_id).where(model.id == object_id))
+    return tenancy.scoped(studio_id) if studio_id is not None else tenancy.all_tenants()

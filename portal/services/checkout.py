@@ -60,6 +60,8 @@ def release_hold(*, booking: Booking, provider: PaymentProvider, now: datetime) 
     payment = booking.payment
     if payment is not None and payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         return False  # money is moving: the webhook decides
+    if payment is not None and _session_completed(provider, payment.checkout_session_id):
+        return False  # paid in another tab meanwhile: keep the slot for the webhook to confirm
     booking.status = BookingStatus.EXPIRED
     booking.updated_at = now
     if payment is not None:
@@ -68,6 +70,13 @@ def release_hold(*, booking: Booking, provider: PaymentProvider, now: datetime) 
     if payment is not None:
         expire_session_quietly(provider, payment.checkout_session_id)
     return True
+
+
+def _session_completed(provider: PaymentProvider, session_id: str) -> bool:
+    try:
+        return provider.retrieve_checkout_session(session_id).status == "complete"
+    except PaymentProviderError:
+        return False  # cannot tell: releasing is safe, a late payment is confirmed or refunded by its webhook
 
 
 def expire_session_quietly(provider: PaymentProvider, session_id: str) -> None:

@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal import metrics, tenancy
 from portal.extensions import db
-from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, Refund,
-                           RefundStatus, WebhookEvent)
+from portal.models import BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
+from portal.services import refunds
+from portal.services.notify import notify
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone."""
     if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
                           PaymentStatus.PARTIALLY_REFUNDED):
-        return _finish_pending_refunds(payment, provider, now)
+        return "processed"  # already settled: a redelivery or a second event about the same session
     payment.payment_intent_id = session.payment_intent_id
     payment.amount_received_minor = session.amount_total
     payment.received_currency = (session.currency or "").lower() or None
@@ -155,10 +156,14 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     payment.status = PaymentStatus.PAID
     payment.paid_at = now
     if booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED):
+        # The policy in force when it was paid decides its fate (read before the change: no early autoflush).
+        snapshot = booking.studio.policy_snapshot()
         booking.status = BookingStatus.CONFIRMED
+        booking.policy = snapshot
         booking.updated_at = now
         try:
             db.session.commit()
+            notify("confirmation", booking.id, f"confirmation:booking:{booking.id}")
             return "processed"
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
@@ -166,11 +171,10 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
         db.session.commit()
         if booking.status == BookingStatus.CONFIRMED:
             return "processed"
-    return _refund_unplaceable(payment.id, session, provider, now)
+    return _refund_unplaceable(payment.id, session, now)
 
 
-def _refund_unplaceable(payment_id: int, session: CheckoutSession, provider: PaymentProvider,
-                        now: datetime) -> str:
+def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:
     payment = db.session.get(Payment, payment_id)
     payment.payment_intent_id = session.payment_intent_id
     payment.amount_received_minor = session.amount_total
@@ -179,58 +183,10 @@ def _refund_unplaceable(payment_id: int, session: CheckoutSession, provider: Pay
     payment.paid_at = payment.paid_at or now
     payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
                        "paid after the hold expired and the slot was taken: refunded in full")
-    db.session.add(Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=payment.amount_minor,
-                          currency=payment.currency, reason="slot_unavailable",
-                          purpose_key=f"payment:{payment.id}:slot_unavailable"))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()  # another attempt recorded this refund already
-        payment = db.session.get(Payment, payment_id)
-    return _finish_pending_refunds(payment, provider, now)
-
-
-def _finish_pending_refunds(payment: Payment, provider: PaymentProvider, now: datetime) -> str:
-    """Send refunds recorded but not yet accepted by the provider (idempotent per refund row)."""
-    pending = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id,
-                                                      Refund.provider_refund_id.is_(None),
-                                                      Refund.status == RefundStatus.PENDING)).all()
-    for refund in pending:
-        refund.attempts += 1
-        db.session.commit()
-        try:
-            result = provider.create_refund(payment_intent_id=payment.payment_intent_id,
-                                            amount_minor=refund.amount_minor, reason=refund.reason,
-                                            metadata={"refund_id": str(refund.id), "payment_id": str(payment.id)},
-                                            idempotency_key=f"refund-{refund.id}")
-        except TransientProviderError as error:
-            refund.last_error = str(error)[:2000]
-            db.session.commit()
-            metrics.refund_operations.labels("retry").inc()
-            raise
-        _record_refund_result(payment, refund, result.id, result.status, now)
-    return "processed"
-
-
-def _record_refund_result(payment: Payment, refund: Refund, provider_id: str, status: str, now: datetime) -> None:
-    refund.provider_refund_id = provider_id
-    if status == "succeeded":
-        refund.status = RefundStatus.SUCCEEDED
-    elif status in ("failed", "canceled"):
-        refund.status = RefundStatus.FAILED
-        payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
-    metrics.refund_operations.labels(refund.status.value).inc()
-    _recompute_refunded(payment)
     db.session.commit()
-
-
-def _recompute_refunded(payment: Payment) -> None:
-    refunded = sum(r.amount_minor for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
-    payment.amount_refunded_minor = refunded
-    if refunded and refunded >= (payment.amount_received_minor or payment.amount_minor):
-        payment.status = PaymentStatus.REFUNDED
-    elif refunded:
-        payment.status = PaymentStatus.PARTIALLY_REFUNDED
+    refunds.request_refund(payment=payment, amount_minor=payment.amount_received_minor or payment.amount_minor,
+                           reason="slot_unavailable", purpose_key=f"payment:{payment.id}:slot_unavailable")
+    return "processed"
 
 
 def _charge_refunded(charge: dict, provider: PaymentProvider, now: datetime) -> str:
@@ -238,10 +194,7 @@ def _charge_refunded(charge: dict, provider: PaymentProvider, now: datetime) -> 
     payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent)) if intent else None
     if payment is None:
         return "ignored"
-    for refund in payment.refunds:
-        if refund.provider_refund_id and refund.status == RefundStatus.PENDING:
-            fresh = provider.retrieve_refund(refund.provider_refund_id)
-            _record_refund_result(payment, refund, fresh.id, fresh.status, now)
+    refunds.refresh_pending(payment, provider)
     return "processed"
 
 
@@ -257,3 +210,10 @@ def _payment_failed(intent: dict, now: datetime) -> str:
     payment.last_error = (error.get("message") or "payment failed")[:2000]
     db.session.commit()
     return "processed"
+
+
+def sync_from_provider(payment: Payment, provider: PaymentProvider, now: datetime) -> None:
+    """The student is back from Checkout: ask Stripe directly instead of only waiting for the webhook.
+    Safe alongside the webhook's own processing: settling is idempotent."""
+    session = provider.retrieve_checkout_session(payment.checkout_session_id)
+    _apply_session("checkout.return", payment, session, provider, now)

@@ -41,8 +41,16 @@ def signed_post(client, event: dict | bytes, *, secret: str = STRIPE_WEBHOOK_SEC
 
 
 def deliver(app, client, server, types: tuple[str, ...] | None = None, times: int = 1) -> list[dict]:
-    """Post the stand-in's events to the app (each `times` times, freshly signed), then wait for the jobs."""
-    delivered = events(server, types)
+    """Post the stand-in's events the app has not stored yet (each `times` times, freshly signed), then wait
+    for the jobs."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.models import WebhookEvent
+
+    with app.app_context():
+        known = set(db.session.scalars(select(WebhookEvent.provider_event_id)))
+    delivered = [e for e in events(server, types) if e["id"] not in known]
     for event in delivered:
         for attempt in range(times):
             # A redelivery is signed afresh: same event, new timestamp (so it is not a replay).

@@ -1,0 +1,29 @@
+import logging
+
+from portal import dispatch
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.jobs import job
+from portal.services import notifications
+
+log = logging.getLogger(__name__)
+
+
+@job
+def send_notification(kind: str, booking_id: int, key: str) -> bool:
+    return notifications.send(kind, booking_id, key=key, now=utcnow())
+
+
+@job
+def send_due_reminders() -> int:
+    due = notifications.due_reminders(utcnow())
+    db.session.rollback()  # end the read before handing out work (on SQLite it holds the write lock)
+    queued = 0
+    for booking_id in due:
+        try:
+            dispatch.enqueue("send_notification", "reminder", booking_id, notifications.reminder_key(booking_id))
+        except dispatch.DispatchError as error:  # the next sweep finds the rest again
+            log.warning("queue unavailable, %d reminders wait: %s", len(due) - queued, error)
+            break
+        queued += 1
+    return queued

@@ -1,0 +1,105 @@
+"""A student moving or cancelling a paid lesson, under the policy snapshot taken when it was paid."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from portal.extensions import db
+from portal.models import Booking, BookingStatus, MakeupCredit, Reschedule, Studio, User
+from portal.services import availability, refunds
+from portal.services.bookings import _is_overlap_violation, expire_stale_holds, parse_start
+from portal.services.errors import Conflict, InvalidInput, SlotUnavailable
+from portal.services.notify import notify
+from portal.services.policy import cancel_terms, reschedule_decision
+
+
+class PolicyRefusal(Conflict):
+    code = "policy_refused"
+
+
+def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: str, start_raw: str | None,
+               now: datetime) -> Booking:
+    """Move `booking` to a new slot (same package, any resource of the studio) in one transaction.
+
+    The database's no-overlap guarantee covers the move: if someone takes the slot first, nothing changes and
+    `SlotUnavailable` is raised. No second payment is taken.
+    """
+    decision = reschedule_decision(booking, now)
+    if not decision.allowed:
+        raise PolicyRefusal(decision.reason)
+    offer = availability.find_offer(booking.package.slug, resource_slug or "")
+    start = parse_start(start_raw)
+    if start == booking.start_at and offer.resource.id == booking.resource_id:
+        raise InvalidInput("That is the lesson's current time. Pick a different one.", code="same_slot",
+                           field="start")
+    local_day = start.astimezone(studio.tz).date()
+    bookable = availability.free_slots(studio, offer, local_day, local_day, now, ignore_bookings=True)
+    if start not in {s.astimezone(timezone.utc) for s in bookable.get(local_day, [])}:
+        raise InvalidInput("That time is not open for booking. Pick one of the listed times.",
+                           code="start_not_bookable", field="start")
+
+    duration = booking.end_at - booking.start_at
+    move = dict(booking_id=booking.id, from_resource=booking.resource_id, from_start=booking.start_at,
+                to_resource=offer.resource.id, start=start, end=start + duration,
+                until=start + duration + studio.buffer, lead=int((booking.start_at - now).total_seconds() // 60),
+                count=booking.reschedule_count)
+    db.session.commit()  # the move's transaction starts with a write (see bookings.hold_slot)
+    try:
+        expire_stale_holds(resource_id=move["to_resource"], start=move["start"], until=move["until"], now=now)
+        moved = db.session.get(Booking, move["booking_id"])
+        if moved.reschedule_count != move["count"] or moved.status != BookingStatus.CONFIRMED:
+            raise Conflict("This lesson changed meanwhile. Reload the page and try again.")
+        moved.resource_id, moved.start_at, moved.end_at = move["to_resource"], move["start"], move["end"]
+        moved.occupied_until = move["until"]
+        moved.reschedule_count += 1
+        moved.ical_sequence += 1
+        moved.updated_at = now
+        db.session.add(Reschedule(studio_id=studio.id, booking_id=moved.id, actor_id=actor.id,
+                                  from_resource_id=move["from_resource"], from_start_at=move["from_start"],
+                                  to_resource_id=move["to_resource"], to_start_at=move["start"],
+                                  lead_minutes=move["lead"], created_at=now))
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        if _is_overlap_violation(error):
+            raise SlotUnavailable("Sorry, someone has just taken that time. Your lesson stays where it was.") \
+                from None
+        raise
+    except OperationalError as error:
+        db.session.rollback()
+        if "locked" in str(error.orig):
+            raise SlotUnavailable("That time is being booked right now. Your lesson stays where it was.") from None
+        raise
+    except Conflict:
+        db.session.rollback()
+        raise
+    notify("reschedule", moved.id, f"reschedule:booking:{moved.id}:{moved.reschedule_count}")
+    return moved
+
+
+def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
+    """Cancel a confirmed lesson: free the slot now and refund what the policy allows (by a job).
+
+    Outside the cancel window the refund is full; inside it the booking is a late cancel and the fee is kept.
+    The booking's payment becomes refunded when Stripe confirms the refund.
+    """
+    payment = booking.payment
+    paid = (payment.amount_received_minor or payment.amount_minor) if payment else 0
+    terms = cancel_terms(booking, now, paid_minor=paid)
+    if not terms.allowed:
+        raise PolicyRefusal(terms.reason)
+    booking.status = BookingStatus.CANCELLED
+    booking.cancelled_at = booking.updated_at = now
+    booking.ical_sequence += 1
+    booking.penalty_reason = "late_cancel" if terms.late else None
+    if terms.makeup:
+        db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
+                                    booking_id=booking.id, minutes=booking.duration_minutes))
+    db.session.commit()
+    if payment is not None and terms.refund_minor > 0:
+        refunds.request_refund(payment=payment, amount_minor=terms.refund_minor,
+                               reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel")
+    notify("cancellation", booking.id, f"cancellation:booking:{booking.id}")
+    return booking
+

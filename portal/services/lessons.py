@@ -1,0 +1,47 @@
+"""A student's lessons at one studio, with what the policy allows for each right now."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from portal.extensions import db
+from portal.models import Booking, BookingStatus, MakeupCredit, User
+from portal.services.policy import CancelTerms, Decision, cancel_terms, reschedule_decision
+
+SHOWN = (BookingStatus.CONFIRMED, BookingStatus.HELD, BookingStatus.CANCELLED, BookingStatus.REFUNDED)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    booking: Booking
+    paid_minor: int
+    refunded_minor: int
+    reschedule: Decision
+    cancel: CancelTerms
+
+
+def lessons_of(student: User, now: datetime) -> tuple[list[Lesson], list[Lesson]]:
+    """(upcoming, past) lessons of `student` in the studio in scope; upcoming soonest first, past latest first."""
+    rows = db.session.scalars(
+        select(Booking).options(joinedload(Booking.package), joinedload(Booking.resource))
+        .where(Booking.student_id == student.id, Booking.status.in_(SHOWN))
+        .order_by(Booking.start_at)).unique().all()
+    upcoming, past = [], []
+    for booking in rows:
+        if booking.status == BookingStatus.HELD and not booking.is_live(now):
+            continue
+        payment = booking.payment
+        paid = (payment.amount_received_minor or 0) if payment else 0
+        lesson = Lesson(booking, paid, payment.amount_refunded_minor if payment else 0,
+                        reschedule_decision(booking, now), cancel_terms(booking, now, paid_minor=paid))
+        (upcoming if booking.end_at > now and booking.status != BookingStatus.CANCELLED else past).append(lesson)
+    past.reverse()
+    return upcoming, past
+
+
+def open_makeup_credits(student: User) -> list[MakeupCredit]:
+    return db.session.scalars(select(MakeupCredit).where(MakeupCredit.student_id == student.id,
+                                                         MakeupCredit.used_at.is_(None))).all()
