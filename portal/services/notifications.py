@@ -169,8 +169,8 @@ def _context(kind: str, booking: Booking, now: datetime) -> dict:
         context.update(_moved(booking, tz))
     elif kind == "cancellation":
         context.update(_cancelled(booking, payment))
-    context["subject"] = SUBJECTS[kind].format(studio=studio.name,
-                                               day=day or "on " + booking.start_at.astimezone(tz).strftime("%a %-d %b"))
+    on_day = day or "on " + booking.start_at.astimezone(tz).strftime("%a %-d %b")
+    context["subject"] = SUBJECTS[kind].format(studio=studio.name, day=on_day)
     return context
 
 
