@@ -156,6 +156,9 @@ def validate(settings: Settings) -> list[str]:
             errors.append("SECRET_KEY must be a random value of at least 32 characters in production")
         if not settings.database_url:
             errors.append("DATABASE_URL is required in production")
+        if not settings.portal_base_url.startswith("https://"):
+            errors.append("PORTAL_BASE_URL must be the portal's https:// address in production "
+                          "(emails and Stripe redirects link to it)")
     url = settings.database_url
     if url and not normalize_database_url(url).startswith(("postgresql+psycopg://", "sqlite:")):
         errors.append("DATABASE_URL must be a postgresql:// or sqlite:// URL")

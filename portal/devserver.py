@@ -36,6 +36,7 @@ def _with_stripe_standin(env: dict, port: int):
 def main() -> None:
     port = int(os.environ.get("PORT", "5000"))
     env = dict(os.environ)
+    env.setdefault("PORTAL_BASE_URL", f"http://127.0.0.1:{port}")  # absolute links in emails sent by jobs
     standin = None
     if not env.get("STRIPE_SECRET_KEY"):
         standin, base_url = _with_stripe_standin(env, port)

@@ -1,7 +1,7 @@
 """Template filters: money from minor units, instants in the studio's timezone."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from flask import Flask, g
 
@@ -30,9 +30,9 @@ def clock(value: datetime) -> str:
     return _local(value).strftime("%-I:%M %p")
 
 
-def when(value: datetime) -> str:
-    """`Mon 23 Nov 2026, 4:00 PM EST` in the studio's timezone."""
-    local = _local(value)
+def when(value: datetime, tz: tzinfo | None = None) -> str:
+    """`Mon 23 Nov 2026, 4:00 PM EST` in `tz`, by default the timezone of the studio of the request."""
+    local = value.astimezone(tz) if tz is not None else _local(value)
     return local.strftime("%a %-d %b %Y, %-I:%M %p ") + (local.tzname() or "")
 
 

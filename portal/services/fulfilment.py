@@ -16,8 +16,7 @@ from portal import metrics, tenancy
 from portal.extensions import db
 from portal.models import BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import refunds
-from portal.services.notify import notify
+from portal.services import notifications, refunds
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,7 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
         booking.updated_at = now
         try:
             db.session.commit()
-            notify("confirmation", booking.id, f"confirmation:booking:{booking.id}")
+            notifications.enqueue("confirmation", booking.id, key=notifications.confirmation_key(booking.id))
             return "processed"
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund

@@ -7,10 +7,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Reschedule, Studio, User
-from portal.services import availability, refunds
+from portal.services import availability, notifications, refunds
 from portal.services.bookings import _is_overlap_violation, expire_stale_holds, parse_start
 from portal.services.errors import Conflict, InvalidInput, SlotUnavailable
-from portal.services.notify import notify
 from portal.services.policy import cancel_terms, reschedule_decision
 
 
@@ -74,7 +73,8 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
     except Conflict:
         db.session.rollback()
         raise
-    notify("reschedule", moved.id, f"reschedule:booking:{moved.id}:{moved.reschedule_count}")
+    notifications.enqueue("reschedule", moved.id,
+                          key=notifications.reschedule_key(moved.id, moved.reschedule_count))
     return moved
 
 
@@ -100,6 +100,6 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
     if payment is not None and terms.refund_minor > 0:
         refunds.request_refund(payment=payment, amount_minor=terms.refund_minor,
                                reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel")
-    notify("cancellation", booking.id, f"cancellation:booking:{booking.id}")
+    notifications.enqueue("cancellation", booking.id, key=notifications.cancellation_key(booking.id))
     return booking
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import dispatch, tenancy
 from portal.extensions import db
-from portal.formatting import money
+from portal.formatting import money, when
 from portal.mail import get_mail_backend
 from portal.models import (Booking, BookingStatus, MakeupCredit, NotificationLog, Refund, RefundStatus, Reschedule,
                            Resource)
@@ -162,7 +162,7 @@ def _context(kind: str, booking: Booking, now: datetime) -> dict:
     context = dict(
         kind=kind, booking_id=booking.id, studio_name=studio.name, student_name=student.name or student.email, recipient=student.email,
         package_name=booking.package.name, resource_name=booking.resource.name,
-        when=local_when(booking.start_at, tz), duration_minutes=booking.duration_minutes,
+        when=when(booking.start_at, tz), duration_minutes=booking.duration_minutes,
         price_paid=money(paid, booking.currency), booking_url=booking_url(studio.slug, booking.id), day=day,
     )
     if kind == "reschedule":
@@ -183,7 +183,7 @@ def _moved(booking: Booking, tz: tzinfo) -> dict:
     old_resource = None
     if move.from_resource_id != booking.resource_id:
         old_resource = db.session.scalar(select(Resource.name).where(Resource.id == move.from_resource_id))
-    return {"old_when": local_when(move.from_start_at, tz), "old_resource_name": old_resource}
+    return {"old_when": when(move.from_start_at, tz), "old_resource_name": old_resource}
 
 
 def _cancelled(booking: Booking, payment) -> dict:
@@ -196,12 +196,6 @@ def _cancelled(booking: Booking, payment) -> dict:
             "cancel_window_hours": (booking.policy or {}).get("cancel_window_hours"),
             "refund": money(refunded, booking.currency) if refunded else None,
             "makeup_minutes": credit.minutes if credit is not None else None}
-
-
-def local_when(value: datetime, tz: tzinfo) -> str:
-    """`Wed 25 Nov 2026, 4:00 PM EST`: the instant in the studio's timezone, with the zone's abbreviation."""
-    local = value.astimezone(tz)
-    return local.strftime("%a %-d %b %Y, %-I:%M %p ") + (local.tzname() or "")
 
 
 def _day(start: datetime, now: datetime, tz: tzinfo) -> str | None:

@@ -6,6 +6,7 @@ import pytest
 from portal.config import ConfigError, load_settings
 
 STRONG = "k3Jq9vX2mZ8pL4rT7wY1nB6cF5hD0sGa"
+BASE = {"PORTAL_BASE_URL": "https://book.example.com"}
 
 
 def test_development_defaults_use_the_sqlite_file(tmp_path):
@@ -17,15 +18,18 @@ def test_development_defaults_use_the_sqlite_file(tmp_path):
 @pytest.mark.parametrize("key", ["", "dev", "changeme", "short-but-random-9", "a" * 40])
 def test_production_refuses_weak_secret_keys(key):
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": key, "DATABASE_URL": "postgresql://x@h/db"})
+        load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": key, "DATABASE_URL": "postgresql://x@h/db",
+                           **BASE})
 
 
 def test_production_accepts_a_strong_key_and_needs_a_database():
-    settings = load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG,
+    settings = load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG, **BASE,
                                   "DATABASE_URL": "postgresql://u:p@db:5432/portal"})
     assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db:5432/portal"
     with pytest.raises(ConfigError, match="DATABASE_URL is required"):
-        load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG})
+        load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG, **BASE})
+    with pytest.raises(ConfigError, match="PORTAL_BASE_URL"):
+        load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "postgresql://x@h/d"})
 
 
 def test_postgres_scheme_alias_and_bad_urls():
@@ -50,7 +54,7 @@ def test_webhook_secrets_and_replay_window_precedence():
 def test_production_app_sets_secure_cookies(tmp_path):
     from portal import create_app
 
-    app = create_app(load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG,
+    app = create_app(load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG, **BASE,
                                         "DATABASE_URL": "sqlite:///" + str(tmp_path / "p.sqlite3")}))
     assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["REMEMBER_COOKIE_SECURE"] is True
     with app.app_context():
@@ -62,7 +66,7 @@ def test_production_app_sets_secure_cookies(tmp_path):
 def test_seed_command_refuses_production(tmp_path):
     from portal import create_app
 
-    app = create_app(load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG,
+    app = create_app(load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": STRONG, **BASE,
                                         "DATABASE_URL": "sqlite:///" + str(tmp_path / "p.sqlite3")}))
     result = app.test_cli_runner().invoke(args=["seed-demo"])
     assert result.exit_code != 0 and "production" in result.output
