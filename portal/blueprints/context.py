@@ -66,3 +66,10 @@ def ops_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def visible_booking(booking_id: int):
+    """A booking of this studio the current user may see: their own, or any for the studio's admins (else 404)."""
+    from portal.services import bookings
+
+    return bookings.get_booking_for(current_user, booking_id, as_admin=current_user.has_role(g.studio.id, Role.ADMIN))

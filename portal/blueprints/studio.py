@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
 from portal.blueprints.auth import login_limit
-from portal.blueprints.context import login_required_here, studio_scoped
+from portal.blueprints.context import studio_scoped, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import external_url, is_htmx
@@ -97,10 +97,8 @@ def signup():
 
 
 @bp.post("/bookings")
+@login_required
 def create_booking():
-    redirect_to_login = login_required_here()
-    if redirect_to_login is not None:
-        return redirect_to_login
     if not current_user.has_role(g.studio.id, Role.STUDENT):
         abort(403, "Join this studio as a student to book lessons.")
     form = request.form
@@ -134,12 +132,9 @@ def _booking_refused(problem: DomainError):
 
 
 @bp.get("/bookings/<int:booking_id>")
+@login_required
 def booking(booking_id: int):
-    redirect_to_login = login_required_here()
-    if redirect_to_login is not None:
-        return redirect_to_login
-    as_admin = current_user.has_role(g.studio.id, Role.ADMIN)
-    found = bookings.get_booking_for(current_user, booking_id, as_admin=as_admin)
+    found = visible_booking(booking_id)
     now = utcnow()
     returning = request.args.get("paid") == "1"
     payment = found.payment
@@ -156,11 +151,9 @@ def booking(booking_id: int):
 
 
 @bp.get("/bookings/<int:booking_id>/checkout-cancelled")
+@login_required
 def checkout_cancelled(booking_id: int):
     """Stripe's cancel URL: the student left Checkout, so the slot goes back to everyone."""
-    redirect_to_login = login_required_here()
-    if redirect_to_login is not None:
-        return redirect_to_login
     found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
     released = checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
     return render_template("studio/checkout_cancelled.html", booking=found, released=released)
