@@ -8,6 +8,7 @@ from portal import tenancy
 from portal.blueprints.context import ops_required
 from portal.extensions import db
 from portal.models import Booking, Studio
+from portal.services import reconciliation
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 
@@ -20,7 +21,10 @@ def index():
             select(Booking.studio_id, Booking.status, func.count(Booking.id)).group_by(Booking.studio_id,
                                                                                       Booking.status)).all()
         studios = db.session.scalars(select(Studio).order_by(Studio.name)).all()
-    by_studio: dict[int, dict[str, int]] = {}
-    for studio_id, status, count in counts:
-        by_studio.setdefault(studio_id, {})[status.value] = count
-    return render_template("ops/index.html", studios=studios, counts=by_studio)
+        by_studio: dict[int, dict[str, int]] = {}
+        for studio_id, status, count in counts:
+            by_studio.setdefault(studio_id, {})[status.value] = count
+        attention = reconciliation.needs_attention()
+        studio_slugs = {s.id: s.slug for s in studios}
+        return render_template("ops/index.html", studios=studios, counts=by_studio, attention=attention,
+                               studio_slugs=studio_slugs)

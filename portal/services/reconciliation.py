@@ -24,4 +24,17 @@ def paid_unconfirmed_count() -> int:
     with tenancy.all_tenants():
         return db.session.scalar(
             select(func.count(Payment.id)).join(Booking, Booking.id == Payment.booking_id)
-            .where(Payment.status == PaymentStatus.PAID, Booking.status != BookingStatus.CONFIRMED)) or 0
+            .where(Payment.status == PaymentStatus.PAID,
+                   Booking.status.in_((BookingStatus.HELD, BookingStatus.EXPIRED)))) or 0
+
+
+def needs_attention(limit: int = 100) -> dict[str, list]:
+    """What a person must look at: flagged payments (amount mismatch, paid after expiry, failed refunds) and
+    webhook events that ran out of retries."""
+    with tenancy.all_tenants():
+        flagged = db.session.scalars(
+            select(Payment).where(Payment.flag.is_not(None)).order_by(Payment.updated_at.desc()).limit(limit)).all()
+        dead = db.session.scalars(
+            select(WebhookEvent).where(WebhookEvent.status == EventStatus.DEAD)
+            .order_by(WebhookEvent.updated_at.desc()).limit(limit)).all()
+    return {"payments": flagged, "events": dead}

@@ -14,7 +14,7 @@ from portal.metrics import REGISTRY
 from portal.models import Booking, BookingStatus, MakeupCredit, PaymentStatus, Reschedule, Studio, User
 from portal.services import lesson_changes, policy
 from portal.services.errors import SlotUnavailable
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_user
 from tests.lessons.conftest import booking_row, days_ahead, local, within
 from tests.payments.helpers import control, deliver, drain
 
@@ -244,7 +244,8 @@ def test_refund_failure_retries_then_succeeds(app, studio, paid_lesson, stripe_s
     assert row.refunds == [(6500, "succeeded", 2)] and row.payment_status == PaymentStatus.REFUNDED
 
 
-def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, studio, paid_lesson, stripe_standin):
+def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, client, auth, studio, paid_lesson,
+                                                                   stripe_standin):
     booking_id = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"))
     control(stripe_standin, "refunds/fail_next", {"count": 10, "mode": "500"})
     failed_before = REGISTRY.get_sample_value("refund_operations_total", {"status": "failed"})
@@ -258,6 +259,11 @@ def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, studio, 
 
         assert db.session.scalar(select(Payment.flag)) == PaymentFlag.REFUND_FAILED
     assert REGISTRY.get_sample_value("refund_operations_total", {"status": "failed"}) == failed_before + 1
+    with app.app_context():
+        make_user("ops@example.com", ops=True)
+    auth.login("ops@example.com", "test-password-1")
+    console = client.get("/ops/").get_data(as_text=True)
+    assert "refund_failed" in console and f"#{booking_id}" in console  # it ends on the ops console
 
 
 def test_a_declined_refund_is_failed_at_once(app, studio, paid_lesson, stripe_standin):
