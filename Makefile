@@ -26,6 +26,7 @@ standin: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.availability
+	$(BIN)/python -m benchmarks.webhooks
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -19,38 +19,27 @@ Run: .venv/bin/python -m benchmarks.availability [--iterations 200] [--range-ite
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import random
 import secrets
-import signal
 import statistics
 import sys
-import tempfile
 import time as clock
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-import psycopg
 from flask_migrate import upgrade
 from sqlalchemy import insert
 
+from benchmarks.harness import percentile, run_on_throwaway_database
 from portal import create_app, tenancy
 from portal.config import load_settings
 from portal.extensions import db
 from portal.models import AvailabilityRule, Booking, BookingStatus, Package, Resource, ResourceKind, Studio, User
 from portal.services import availability, slots
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TZ_NAME, SLUG, RESOURCES, DAYS, BOOKINGS = "America/New_York", "bench-studio", 5, 60, 5000
 OPEN, CLOSE, BUFFER = time(8), time(22), 10
 PACKAGES = (("lesson-30", 30, 3500), ("lesson-60", 60, 6500))
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql)
 
 
 def seed(now: datetime) -> tuple[date, dict[str, int]]:
@@ -108,14 +97,15 @@ def timed(fn, iterations: int, warmup: int) -> tuple[dict[str, float], object]:
         result = fn()
         samples.append((clock.perf_counter() - t0) * 1000)
     ordered = sorted(samples)
-    rank = lambda p: ordered[max(0, math.ceil(p * len(ordered)) - 1)]  # nearest-rank percentile  # noqa: E731
-    figures = {"p50_ms": rank(0.5), "p95_ms": rank(0.95), "mean_ms": statistics.fmean(samples), "max_ms": ordered[-1]}
+    figures = {"p50_ms": percentile(ordered, 0.5), "p95_ms": percentile(ordered, 0.95),
+               "mean_ms": statistics.fmean(samples), "max_ms": ordered[-1]}
     return {"iterations": iterations, **{k: round(v, 3) for k, v in figures.items()}}, result
 
 
 def run(args: argparse.Namespace, database_url: str, instance_path: str) -> dict:
     settings = load_settings(env={"PORTAL_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
-                                  "DATABASE_URL": database_url, "PORTAL_INSTANCE_PATH": instance_path})
+                                  "DATABASE_URL": database_url, "PORTAL_INSTANCE_PATH": instance_path,
+                                  "PORTAL_BASE_URL": "https://portal.bench.invalid"})
     app = create_app(settings)
     now = datetime.now(timezone.utc)
     with app.app_context():
@@ -195,18 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.iterations, args.range_iterations) < 1 or args.warmup < 0:
         parser.error("iterations must be at least 1 and warmup not negative")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` drops the database
-    name = f"portal_bench_{os.getpid()}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        with tempfile.TemporaryDirectory(prefix="portal-bench-") as instance_path:
-            report = run(args, ADMIN_URL.rsplit("/", 1)[0] + "/" + name, instance_path)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print_table(report, sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
+    return run_on_throwaway_database("portal_bench", lambda url, tmp: run(args, url, tmp), print_table, args.json)
 
 
 if __name__ == "__main__":

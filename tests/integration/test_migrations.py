@@ -8,7 +8,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
 
 from portal.extensions import db
-from tests.conftest import build_app, create_pg_database, drop_pg_database
+from tests.conftest import create_pg_database, drop_pg_database
 
 EXPECTED_TABLES = {"studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts",
                    "payments", "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits",

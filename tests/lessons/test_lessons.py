@@ -16,7 +16,7 @@ from portal.services import lesson_changes, policy
 from portal.services.errors import SlotUnavailable
 from tests.factories import PASSWORD, make_user
 from tests.lessons.conftest import booking_row, days_ahead, local, within
-from tests.payments.helpers import control, deliver, drain
+from tests.payments.helpers import control, drain
 
 STUDIO = "/s/melody-and-meter"
 BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +17,7 @@ from portal.models import (Booking, BookingStatus, EventStatus, Payment, Payment
                            RefundStatus, Role, WebhookEvent)
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
-from portal.services import bookings, checkout, fulfilment, sweeps
+from portal.services import fulfilment, sweeps
 from tests.factories import PASSWORD, make_studio, make_user, next_weekday
 from tests.payments.helpers import control, deliver, drain, events, pay, signed_post
 

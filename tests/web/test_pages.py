@@ -1,7 +1,7 @@
 """The student pages and the JSON API over HTTP: what a person and a client see, including bad input."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
 
 import pytest
 

@@ -1,0 +1,302 @@
+"""Stripe webhooks end to end: how fast gunicorn acknowledges them, and how long a payment takes to confirm a booking.
+
+Real PostgreSQL (throwaway `portal_benchwh_<pid>` on BENCH_POSTGRES_URL's server, default
+postgresql://postgres@127.0.0.1:5432/test, dropped at the end also on errors, Ctrl-C and SIGTERM), Redis db 12
+(flushed before and after), `gunicorn -w 4` (PORTAL_ENV=production), `python -m worker`; the Stripe stand-in runs here.
+
+1. acknowledgement   N distinct signed `customer.created` events POSTed to /webhooks/stripe by C client threads, no
+   worker running. Per-request latency as the client sees it: with C > 4 it includes waiting for a free gunicorn
+   sync worker. events/s is the verify + store + enqueue throughput; `stored` must be N and non-200 must be 0.
+2. pay -> confirmed  K held bookings with Checkout Sessions are paid through the stand-in's control API at --rate/s;
+   each figure runs from the pay call until the booking reads `confirmed` (one poller, every 20 ms). The stand-in
+   sends only the event types the portal handles. Run with 1 worker, then 2, fresh bookings each. The p50 split,
+   from webhook_events' timestamps: deliver = pay -> webhook received; queue = received -> job started (enqueue,
+   RQ wait); work = job started -> seen confirmed (incl. re-fetching the session, and up to one poll interval).
+Read p95/max against p50: a wide gap is queueing; a large `queue` means the workers cannot keep up with --rate.
+Run: .venv/bin/python -m benchmarks.webhooks [--events 2000] [--concurrency 16] [--bookings 100] [--rate 20] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time as clock
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import redis
+from flask_migrate import upgrade
+from rq import Worker
+
+import stripe_standin
+from benchmarks.harness import percentile, run_on_throwaway_database
+from portal import create_app, tenancy
+from portal.config import load_settings
+from portal.extensions import db
+from portal.models import AvailabilityRule, Package, Resource, ResourceKind, Studio, User
+from portal.payments import get_provider
+from portal.services import bookings, checkout, fulfilment
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://127.0.0.1:6379/12"
+RESOURCES, OPEN, CLOSE = 5, 8, 20  # a UTC studio, 30-minute lessons back to back (no buffer): 120 slots a day
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def summary(samples_ms: list[float]) -> dict:
+    ordered = sorted(samples_ms) or [math.nan]
+    rank = lambda p: round(percentile(ordered, p), 1)  # noqa: E731
+    return {"n": len(samples_ms), "p50_ms": rank(0.5), "p95_ms": rank(0.95), "p99_ms": rank(0.99), "max_ms": rank(1)}
+
+
+def post_json(url: str, body: dict) -> dict:
+    with _OPENER.open(urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"}),
+                      timeout=30) as response:
+        return json.load(response)
+
+
+def wait_until(check, what: str, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = clock.monotonic() + timeout
+    while not check():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
+        if clock.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        clock.sleep(0.1)
+
+
+def answers(url: str) -> bool:
+    try:
+        with _OPENER.open(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_proc(argv: list[str], env: dict, log_path: str) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_procs(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()  # gunicorn: graceful stop; RQ: warm shutdown (a no-op once a process has exited)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def send_events(port: int, secret: str, n: int, concurrency: int) -> dict:
+    """N signed events from C threads, one keep-alive connection each (gunicorn's sync workers close it anyway)."""
+    now, local = int(clock.time()), threading.local()
+
+    def send(i: int) -> tuple[float, int | str]:
+        body = json.dumps({"id": f"evt_bench{i:07d}", "object": "event", "type": "customer.created", "created": now,
+                           "data": {"object": {"id": f"cus_bench{i:07d}", "object": "customer"}}}).encode()
+        headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_standin.sign(body, secret, now)}
+        conn = local.conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        t0 = clock.perf_counter()
+        try:
+            conn.request("POST", "/webhooks/stripe", body=body, headers=headers)
+            with conn.getresponse() as response:
+                response.read()
+                status = response.status
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            status = type(error).__name__
+        return (clock.perf_counter() - t0) * 1000, status
+
+    t0 = clock.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies, statuses = zip(*pool.map(send, range(n)))
+    seconds = clock.perf_counter() - t0
+    return {"events": n, "concurrency": concurrency, "seconds": round(seconds, 2),
+            "events_per_s": round(n / seconds, 1), **summary(list(latencies)),
+            "non_200": {str(s): statuses.count(s) for s in set(statuses) if s != 200}}
+
+
+def seed_studio() -> int:
+    with tenancy.all_tenants():
+        studio = Studio(slug="bench-wh", name="Bench Webhooks", timezone="UTC", currency="usd", buffer_minutes=0)
+        db.session.add(studio)
+        db.session.flush()
+        for i in range(1, RESOURCES + 1):
+            room = Resource(studio_id=studio.id, slug=f"room-{i}", name=f"Room {i}", kind=ResourceKind.ROOM)
+            db.session.add(room)
+            db.session.flush()
+            db.session.add_all(AvailabilityRule(studio_id=studio.id, resource_id=room.id, weekday=wd,
+                                                start_time=time(OPEN), end_time=time(CLOSE)) for wd in range(7))
+        db.session.add(Package(studio_id=studio.id, slug="lesson-30", name="30-minute lesson", duration_minutes=30,
+                               price_minor=3500, currency="usd", position=0))
+        db.session.commit()
+        return studio.id
+
+
+def all_slots(day):
+    """(resource slug, UTC start) pairs from `day` on, each handed out once over the whole run."""
+    while True:
+        for half_hour in range((CLOSE - OPEN) * 2):
+            start = datetime.combine(day, time(OPEN), timezone.utc) + timedelta(minutes=30 * half_hour)
+            yield from ((f"room-{r}", start) for r in range(1, RESOURCES + 1))
+        day += timedelta(days=1)
+
+
+def hold_and_checkout(studio_id: int, slots, k: int, run: str) -> list[tuple[int, str]]:
+    """K holds (3 per student, the open-hold limit) with their Checkout Sessions: [(booking id, session id)]."""
+    now, pairs = datetime.now(timezone.utc), []
+    students = [User(email=f"bench-{run}-{i}@example.com", name="Bench", password_hash="!unusable")
+                for i in range(math.ceil(k / bookings.MAX_OPEN_HOLDS))]
+    db.session.add_all(students)
+    db.session.commit()
+    with tenancy.scoped(studio_id):
+        studio = db.session.get(Studio, studio_id)
+        for i in range(k):
+            student, (resource, start) = students[i // bookings.MAX_OPEN_HOLDS], next(slots)
+            booking = bookings.hold_slot(studio=studio, student=student, package_slug="lesson-30",
+                                         resource_slug=resource, start_raw=start.isoformat(), now=now)
+            payment = checkout.start_checkout(booking=booking, student=student, provider=get_provider(), now=now,
+                                              success_url="http://127.0.0.1/ok", cancel_url="http://127.0.0.1/no")
+            pairs.append((booking.id, payment.checkout_session_id))
+    db.session.remove()
+    return pairs
+
+
+def pay_and_time(standin_base: str, database_url: str, pairs, rate: float, timeout: float) -> dict:
+    """Pay each session at `rate`/s while one poller notes when each booking reads `confirmed`."""
+    paid, seen, lock, done = {}, {}, threading.Lock(), threading.Event()  # booking id -> (perf_counter, wall clock)
+
+    def poll() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while not done.wait(0.02):
+                with lock:
+                    pending = [b for b in paid if b not in seen]
+                rows = conn.execute("SELECT id FROM bookings WHERE id = ANY(%s) AND status = 'confirmed'",
+                                    (pending,)).fetchall() if pending else []
+                now = clock.perf_counter(), clock.time()
+                with lock:
+                    seen.update((row[0], now) for row in rows)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        next_at = clock.perf_counter()
+        for booking_id, session_id in pairs:
+            clock.sleep(max(0.0, next_at - clock.perf_counter()))
+            next_at += 1 / rate
+            with lock:
+                paid[booking_id] = clock.perf_counter(), clock.time()
+            post_json(f"{standin_base}/_standin/checkout/sessions/{session_id}/pay", {"outcome": "pay"})
+        wait_until(lambda: len(seen) == len(pairs) or clock.perf_counter() > next_at + timeout, "confirmations",
+                   timeout=timeout + 5)
+    finally:
+        done.set()
+        poller.join()
+    with psycopg.connect(database_url) as conn:  # where the time went: the webhook's received and job-start times
+        rows = conn.execute("SELECT p.booking_id, e.received_at, e.processed_at FROM webhook_events e JOIN payments p "
+                            "ON p.checkout_session_id = e.payload->'data'->'object'->>'id' "
+                            "WHERE e.type = 'checkout.session.completed' AND e.processed_at IS NOT NULL").fetchall()
+    split = [(got.timestamp() - paid[b][1], (started - got).total_seconds(), seen[b][1] - started.timestamp())
+             for b, got, started in rows if b in paid and b in seen]
+    return {**summary([(seen[b][0] - paid[b][0]) * 1000 for b in seen]), "unconfirmed": len(pairs) - len(seen),
+            **{f"{part}_p50_ms": summary([x[i] * 1000 for x in split])["p50_ms"]
+               for i, part in enumerate(("deliver", "queue", "work"))}}
+
+
+def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
+    secret, cache = "whsec_" + secrets.token_hex(24), redis.Redis.from_url(REDIS_URL)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base, report, procs = f"http://127.0.0.1:{port}", {"database": database_url.rsplit("/", 1)[1]}, []
+    cache.flushdb()
+    standin, standin_base = stripe_standin.start_server(port=0)
+    try:
+        env = {**os.environ, "PORTAL_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
+               "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "STRIPE_SECRET_KEY": "sk_test_bench",
+               "STRIPE_API_BASE": standin_base, "STRIPE_WEBHOOK_SECRETS": secret, "STRIPE_WEBHOOK_SECRET": "",
+               "PORTAL_INSTANCE_PATH": tmp, "SMTP_HOST": "",  # mail goes to .eml files in tmp
+               "PORTAL_BASE_URL": "https://portal.bench.invalid"}  # production requires one (links in mail only)
+        app = create_app(load_settings(env=env))
+        with app.app_context():
+            upgrade()
+            studio_id = seed_studio()
+        procs.append(start_proc([str(ROOT / ".venv/bin/gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}",
+                                 "--control-socket", f"{tmp}/gunicorn.ctl",  # not the shared ~/.gunicorn one
+                                 "portal:create_app()"], env, f"{tmp}/gunicorn.log"))
+        wait_until(lambda: answers(base + "/readyz"), "gunicorn /readyz", procs[0])
+
+        report["ack"] = ack = send_events(port, secret, args.events, args.concurrency)
+        with psycopg.connect(database_url) as conn:
+            stored = dict(conn.execute("SELECT status, count(*) FROM webhook_events GROUP BY status").fetchall())
+        ack.update(stored=sum(stored.values()), stored_by_status=stored, rq_queued=cache.llen("rq:queue:portal"))
+        cache.flushdb()  # those trivial jobs would only delay part 2
+
+        post_json(f"{standin_base}/_standin/webhook", {"url": f"{base}/webhooks/stripe", "secret": secret,
+                                                       "enabled_events": sorted(fulfilment.HANDLED)})
+        slots = all_slots(datetime.now(timezone.utc).date() + timedelta(days=2))
+        for workers in (1, 2):
+            with app.app_context():
+                pairs = hold_and_checkout(studio_id, slots, args.bookings, f"w{workers}")
+            group = [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0"], env, f"{tmp}/worker.log")
+                     for _ in range(workers)]
+            procs.extend(group)
+            wait_until(lambda: Worker.count(connection=cache) >= workers, f"{workers} RQ worker(s)", group[0])
+            report[f"pay_to_confirmed_w{workers}"] = {
+                "workers": workers, "rate_per_s": args.rate,
+                **pay_and_time(standin_base, database_url, pairs, args.rate, args.timeout)}
+            stop_procs(group)
+        return report
+    except BaseException:
+        for log in sorted(Path(tmp).glob("*.log")):
+            print(f"--- {log.name} (tail)", *log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
+        raise
+    finally:  # the caller drops the database WITH (FORCE), closing this process's pooled connections too
+        stop_procs(procs)
+        standin.shutdown()
+        cache.flushdb()
+
+
+def print_table(report: dict, out) -> None:
+    a = report["ack"]
+    print(f"[db {report['database']}, gunicorn -w 4, Redis db 12]\n\n1. acknowledgement: {a['events']} events from "
+          f"{a['concurrency']} threads in {a['seconds']} s = {a['events_per_s']} events/s\n   latency ms: p50 "
+          f"{a['p50_ms']}  p95 {a['p95_ms']}  p99 {a['p99_ms']}  max {a['max_ms']}\n   non-200: "
+          f"{sum(a['non_200'].values())} {a['non_200'] or ''}  stored rows: {a['stored']} {a['stored_by_status']}"
+          f"  RQ queued: {a['rq_queued']}\n\n2. pay -> confirmed, ms{'p50 split:':>53}", file=out)
+    print(f"   {'workers':>7}{'n':>5}{'p50':>8}{'p95':>8}{'max':>8}{'unconf.':>9}{'deliver':>10}{'queue':>8}"
+          f"{'work':>8}", file=out)
+    for r in (report["pay_to_confirmed_w1"], report["pay_to_confirmed_w2"]):
+        print(f"   {r['workers']:>7}{r['n']:>5}{r['p50_ms']:>8}{r['p95_ms']:>8}{r['max_ms']:>8}{r['unconfirmed']:>9}"
+              f"{r['deliver_p50_ms']:>10}{r['queue_p50_ms']:>8}{r['work_p50_ms']:>8}   (paid at {r['rate_per_s']}/s)",
+              file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000, help="signed events for part 1")
+    parser.add_argument("--concurrency", type=int, default=16, help="client threads for part 1")
+    parser.add_argument("--bookings", type=int, default=100, help="bookings paid per worker count in part 2")
+    parser.add_argument("--rate", type=float, default=20.0, help="payments per second in part 2")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for confirmations after paying")
+    parser.add_argument("--json", action="store_true", help="JSON on stdout (the table then goes to stderr)")
+    args = parser.parse_args(argv)
+    if min(args.events, args.concurrency, args.bookings) < 1 or args.rate <= 0:
+        parser.error("events, concurrency, bookings and rate must be positive")
+    return run_on_throwaway_database("portal_benchwh", lambda url, tmp: run(args, url, tmp), print_table, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
