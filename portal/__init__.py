@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,
         TESTING=settings.env == "test",
+        MAX_CONTENT_LENGTH=1024 * 1024,  # forms and webhooks are small; refuse anything larger (413)
     )
     app.config.update(config_overrides)
 

@@ -35,15 +35,18 @@ def seed_demo_command():
 
 
 @click.command("sweep")
-@click.argument("which", type=click.Choice(["all", "holds", "events", "signatures"]), default="all")
+@click.argument("which", type=click.Choice(["all", "holds", "events", "signatures", "refunds"]), default="all")
 @with_appcontext
 def sweep_command(which):
-    """Run the periodic sweeps now: release expired holds, re-queue stuck webhook events, prune old signatures."""
-    from portal.jobs import sweeps
+    """Run the periodic sweeps now: release expired holds, re-queue stuck webhook events and unsent refunds,
+    prune old signatures."""
+    from portal.jobs import refunds, sweeps
 
     if which in ("all", "holds"):
         click.echo(f"released {sweeps.release_expired_holds()} expired holds")
     if which in ("all", "events"):
         click.echo(f"re-queued {sweeps.requeue_stuck_events()} stuck webhook events")
+    if which in ("all", "refunds"):
+        click.echo(f"re-queued {refunds.requeue_stale_refunds()} unsent refunds")
     if which in ("all", "signatures"):
         click.echo(f"pruned {sweeps.prune_webhook_signatures()} old webhook signatures")

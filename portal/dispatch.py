@@ -25,8 +25,10 @@ JOBS = {
     "process_refund": "portal.jobs.refunds.process_refund",
     "send_notification": "portal.jobs.notifications.send_notification",
     "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
+    "requeue_stale_refunds": "portal.jobs.refunds.requeue_stale_refunds",
 }
-SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures", "send_due_reminders")
+SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures", "send_due_reminders",
+          "requeue_stale_refunds")
 
 
 class DispatchError(RuntimeError):

@@ -8,6 +8,7 @@ from portal import tenancy
 from portal.blueprints.context import ops_required
 from portal.extensions import db
 from portal.models import Booking, Studio
+from portal.clock import utcnow
 from portal.services import reconciliation
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
@@ -24,7 +25,7 @@ def index():
         by_studio: dict[int, dict[str, int]] = {}
         for studio_id, status, count in counts:
             by_studio.setdefault(studio_id, {})[status.value] = count
-        attention = reconciliation.needs_attention()
+        attention = reconciliation.needs_attention(utcnow())
         studio_slugs = {s.id: s.slug for s in studios}
         return render_template("ops/index.html", studios=studios, counts=by_studio, attention=attention,
                                studio_slugs=studio_slugs)

@@ -110,7 +110,8 @@ def create_booking():
             booking=booking, student=current_user, provider=get_provider(), now=now,
             success_url=external_url("studio.booking", booking_id=booking.id, paid=1)
             + "&session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=external_url("studio.checkout_cancelled", booking_id=booking.id))
+            cancel_url=external_url("studio.checkout_cancelled", booking_id=booking.id)
+            + "?session_id={CHECKOUT_SESSION_ID}")
     except DomainError as problem:
         return _booking_refused(problem)
     return redirect(payment.checkout_url, code=303)
@@ -139,10 +140,13 @@ def booking(booking_id: int):
     returning = request.args.get("paid") == "1"
     payment = found.payment
     if returning and payment is not None and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+        payment_id, session_id = payment.id, payment.checkout_session_id
+        db.session.commit()  # hold no transaction while Stripe answers
         try:  # back from Checkout: ask Stripe now rather than only wait for the webhook
-            fulfilment.sync_from_provider(payment, get_provider(), now)
+            fulfilment.sync_from_provider(payment_id, session_id, get_provider(), now)
         except PaymentProviderError:
             db.session.rollback()
+        db.session.expire_all()
     context = dict(booking=found, payment=found.payment, now=now, returning=returning,
                    reschedule=reschedule_decision(found, now),
                    cancel=cancel_terms(found, now, paid_minor=payment.amount_received_minor if payment else 0))
@@ -153,7 +157,22 @@ def booking(booking_id: int):
 @bp.get("/bookings/<int:booking_id>/checkout-cancelled")
 @login_required
 def checkout_cancelled(booking_id: int):
-    """Stripe's cancel URL: the student left Checkout, so the slot goes back to everyone."""
+    """Stripe's cancel URL: the student left Checkout, so the slot goes back to everyone.
+
+    The link carries the Checkout Session id (Stripe fills it in), so a forged link cannot release someone's hold:
+    without the right id the page only offers a button.
+    """
+    found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
+    payment = found.payment
+    genuine = payment is not None and request.args.get("session_id") == payment.checkout_session_id
+    released = genuine and checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
+    return render_template("studio/checkout_cancelled.html", booking=found, released=released, asked=genuine)
+
+
+@bp.post("/bookings/<int:booking_id>/release")
+@login_required
+def release(booking_id: int):
+    """The student gives up an unpaid hold."""
     found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
     released = checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
-    return render_template("studio/checkout_cancelled.html", booking=found, released=released)
+    return render_template("studio/checkout_cancelled.html", booking=found, released=released, asked=True)

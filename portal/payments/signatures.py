@@ -41,7 +41,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
         if not sep or not value:
             raise SignatureError("signature_malformed", "Stripe-Signature items must look like key=value")
         if key == "t":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise SignatureError("signature_malformed", "timestamp is not a number")
             timestamp = int(value)
         elif key == "v1":

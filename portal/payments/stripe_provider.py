@@ -12,6 +12,8 @@ import stripe
 from portal.payments.provider import (CheckoutSession, PaymentProviderError, ProviderEvent, ProviderRefund,
                                       TransientProviderError)
 
+#: A request that takes longer is treated as a passing failure (the job retries; a student sees a clear error).
+STRIPE_TIMEOUT_SEC = 15
 _TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
@@ -60,7 +62,8 @@ class StripeProvider:
         base = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
         # Retries belong to our jobs (with backoff and a dead end on the ops console), not hidden in the SDK.
         # The key may be empty on a misconfigured deployment: fail on first use with a clear error, not at start-up.
-        self._client = stripe.StripeClient(api_key or "sk_unset", base_addresses=base, max_network_retries=0)
+        self._client = stripe.StripeClient(api_key or "sk_unset", base_addresses=base, max_network_retries=0,
+                                           http_client=stripe.RequestsClient(timeout=STRIPE_TIMEOUT_SEC))
         self._configured = bool(api_key)
 
     def _call(self, fn, *args, **kwargs):

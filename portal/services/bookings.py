@@ -23,12 +23,12 @@ def parse_start(raw: str | None) -> datetime:
         raise InvalidInput("Pick a time.", code="start_missing", field="start")
     try:
         start = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if start.tzinfo is None:
+            raise InvalidInput("The time must carry its UTC offset.", code="start_invalid", field="start")
+        return start.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or one outside the representable years
         raise InvalidInput("Times look like 2026-12-31T16:00:00-05:00.", code="start_invalid",
                            field="start") from None
-    if start.tzinfo is None:
-        raise InvalidInput("The time must carry its UTC offset.", code="start_invalid", field="start")
-    return start.astimezone(timezone.utc)
 
 
 def _is_overlap_violation(error: IntegrityError) -> bool:
@@ -43,7 +43,10 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     Raises `NotFound` (unknown package/resource), `InvalidInput` (not a bookable time, too many open holds)
     or `SlotUnavailable` (someone holds or booked it: the database refused the overlap).
     """
-    offer = availability.find_offer(package_slug or "", resource_slug or "")
+    try:
+        offer = availability.find_offer(package_slug or "", resource_slug or "")
+    except NotFound as missing:  # in a booking form, an unknown choice is bad input
+        raise InvalidInput(missing.message, code=missing.code, field=missing.field) from None
     start = parse_start(start_raw)
     local_day = start.astimezone(studio.tz).date()
     bookable = availability.free_slots(studio, offer, local_day, local_day, now, ignore_bookings=True)
@@ -101,6 +104,8 @@ def expire_stale_holds(*, resource_id: int, start: datetime, until: datetime, no
 
 def get_booking_for(user: User, booking_id: int, *, as_admin: bool) -> Booking:
     """A booking of the studio in scope that `user` may see: their own, or any when `as_admin`."""
+    if not 0 < booking_id < 2**31:  # beyond the id column: no such booking, not a database error
+        raise NotFound("No such booking.")
     booking = db.session.scalar(select(Booking).where(Booking.id == booking_id))  # through the tenant scope
     if booking is None or (not as_admin and booking.student_id != user.id):
         raise NotFound("No such booking.")

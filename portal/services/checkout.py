@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
+
 from portal import metrics
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentStatus, User
@@ -22,25 +24,28 @@ def start_checkout(*, booking: Booking, student: User, provider: PaymentProvider
                    cancel_url: str, now: datetime) -> Payment:
     """Open a Checkout Session expiring with the hold. On a provider error, release the hold and raise."""
     studio = booking.studio
+    booking_id = booking.id
+    request = dict(
+        amount_minor=booking.price_minor, currency=booking.currency,
+        product_name=f"{booking.package.name} · {booking.resource.name} · {studio.name}",
+        reference=f"booking-{booking.id}", metadata={"booking_id": str(booking.id), "studio": studio.slug},
+        customer_email=student.email, success_url=success_url, cancel_url=cancel_url,
+        expires_at=booking.hold_expires_at, idempotency_key=f"booking-{booking.id}-checkout",
+    )
+    db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers
     try:
-        session = provider.create_checkout_session(
-            amount_minor=booking.price_minor, currency=booking.currency,
-            product_name=f"{booking.package.name} · {booking.resource.name} · {studio.name}",
-            reference=f"booking-{booking.id}",
-            metadata={"booking_id": str(booking.id), "studio": studio.slug},
-            customer_email=student.email, success_url=success_url, cancel_url=cancel_url,
-            expires_at=booking.hold_expires_at, idempotency_key=f"booking-{booking.id}-checkout",
-        )
+        session = provider.create_checkout_session(**request)
     except PaymentProviderError as error:
-        log.warning("checkout for booking %s failed: %s", booking.id, error)
+        log.warning("checkout for booking %s failed: %s", booking_id, error)
         metrics.checkout_failures.inc()
-        booking.status = BookingStatus.EXPIRED
-        booking.updated_at = now
+        db.session.execute(update(Booking).where(Booking.id == booking_id, Booking.status == BookingStatus.HELD)
+                           .values(status=BookingStatus.EXPIRED, updated_at=now))
         db.session.commit()
         raise CheckoutUnavailable("We could not reach the payment service, so your time was released. "
                                   "Please try again in a moment.") from None
-    payment = Payment(studio_id=booking.studio_id, booking_id=booking.id, checkout_session_id=session.id,
-                      checkout_url=session.url or "", amount_minor=booking.price_minor, currency=booking.currency)
+    payment = Payment(studio_id=booking.studio_id, booking_id=booking_id, checkout_session_id=session.id,
+                      checkout_url=session.url or "", amount_minor=request["amount_minor"],
+                      currency=request["currency"])
     db.session.add(payment)
     db.session.commit()
     metrics.checkout_sessions_created.inc()
@@ -54,22 +59,33 @@ def hold_expiry(now: datetime, hold_minutes: int) -> datetime:
 
 
 def release_hold(*, booking: Booking, provider: PaymentProvider, now: datetime) -> bool:
-    """Free a held slot the student gave up on and expire its Checkout Session. False if it was not held."""
+    """Free a held slot the student gave up on and expire its Checkout Session. False if it was not released.
+
+    The status changes are conditional updates, so a payment settling at the same moment wins: a booking it
+    confirmed, or a payment it marked paid, is never turned back.
+    """
     if booking.status != BookingStatus.HELD:
         return False
     payment = booking.payment
     if payment is not None and payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         return False  # money is moving: the webhook decides
-    if payment is not None and _session_completed(provider, payment.checkout_session_id):
-        return False  # paid in another tab meanwhile: keep the slot for the webhook to confirm
-    booking.status = BookingStatus.EXPIRED
-    booking.updated_at = now
-    if payment is not None:
-        payment.status = PaymentStatus.EXPIRED
+    booking_id = booking.id
+    session_id = payment.checkout_session_id if payment is not None else None
     db.session.commit()
-    if payment is not None:
-        expire_session_quietly(provider, payment.checkout_session_id)
-    return True
+    if session_id is not None and _session_completed(provider, session_id):
+        return False  # paid in another tab meanwhile: keep the slot for the webhook to confirm
+    released = db.session.execute(
+        update(Booking).where(Booking.id == booking_id, Booking.status == BookingStatus.HELD)
+        .values(status=BookingStatus.EXPIRED, updated_at=now)).rowcount
+    if released:
+        db.session.execute(update(Payment).where(Payment.booking_id == booking_id,
+                                                 Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.FAILED)))
+                           .values(status=PaymentStatus.EXPIRED, updated_at=now))
+    db.session.commit()
+    db.session.expire_all()
+    if released and session_id is not None:
+        expire_session_quietly(provider, session_id)
+    return bool(released)
 
 
 def _session_completed(provider: PaymentProvider, session_id: str) -> bool:

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 PROCESSING_LEASE = timedelta(minutes=5)
 SESSION_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
                   "checkout.session.async_payment_failed", "checkout.session.expired"}
-HANDLED = SESSION_EVENTS | {"charge.refunded", "payment_intent.payment_failed"}
+#: Stripe reports refund progress on the charge and on the refund itself; either is a signal to re-fetch.
+REFUND_EVENTS = {"charge.refunded", "charge.refund.updated", "refund.updated", "refund.failed"}
+HANDLED = SESSION_EVENTS | REFUND_EVENTS | {"payment_intent.payment_failed"}
 
 
 class RetryLater(Exception):
@@ -99,12 +101,14 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
         if payment is None:
             return "ignored"  # not one of ours (another integration on the same Stripe account)
         event.studio_id = payment.studio_id
-        session = provider.retrieve_checkout_session(payment.checkout_session_id)
-        return _apply_session(event.type, payment, session, provider, now)
+        payment_id, session_id = payment.id, payment.checkout_session_id
+        db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
+        session = provider.retrieve_checkout_session(session_id)
+        return _apply_session(event.type, db.session.get(Payment, payment_id), session, provider, now)
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
-    if event.type == "charge.refunded":
-        return _charge_refunded(obj, provider, now)
+    if event.type in REFUND_EVENTS:
+        return _refund_changed(obj, provider, now)
     return "ignored"
 
 
@@ -116,7 +120,7 @@ def _payment_for_session(session_id) -> Payment | None:
 
 def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, provider: PaymentProvider,
                    now: datetime) -> str:
-    if session.payment_status == "paid":
+    if session.payment_status in ("paid", "no_payment_required"):
         return _settle(payment, session, provider, now)
     booking = payment.booking
     if event_type == "checkout.session.async_payment_failed" or session.status == "expired":
@@ -174,6 +178,8 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
 
 
 def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:
+    """The money arrived but the slot is gone: record the full refund in the same transaction as the payment, so
+    no retry or crash can leave a flagged-as-refunded payment without its refund, then queue it."""
     payment = db.session.get(Payment, payment_id)
     payment.payment_intent_id = session.payment_intent_id
     payment.amount_received_minor = session.amount_total
@@ -182,18 +188,21 @@ def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime
     payment.paid_at = payment.paid_at or now
     payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
                        "paid after the hold expired and the slot was taken: refunded in full")
+    refund = refunds.record(payment=payment, amount_minor=payment.amount_received_minor or payment.amount_minor,
+                            reason="slot_unavailable", purpose_key=f"payment:{payment.id}:slot_unavailable")
     db.session.commit()
-    refunds.request_refund(payment=payment, amount_minor=payment.amount_received_minor or payment.amount_minor,
-                           reason="slot_unavailable", purpose_key=f"payment:{payment.id}:slot_unavailable")
+    refunds.queue(refund.id)
     return "processed"
 
 
-def _charge_refunded(charge: dict, provider: PaymentProvider, now: datetime) -> str:
-    intent = charge.get("payment_intent")
+def _refund_changed(obj: dict, provider: PaymentProvider, now: datetime) -> str:
+    intent = obj.get("payment_intent")
     payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent)) if intent else None
     if payment is None:
         return "ignored"
-    refunds.refresh_pending(payment, provider)
+    payment_id = payment.id
+    db.session.commit()
+    refunds.refresh_pending(payment_id, provider)
     return "processed"
 
 
@@ -211,8 +220,8 @@ def _payment_failed(intent: dict, now: datetime) -> str:
     return "processed"
 
 
-def sync_from_provider(payment: Payment, provider: PaymentProvider, now: datetime) -> None:
+def sync_from_provider(payment_id: int, session_id: str, provider: PaymentProvider, now: datetime) -> None:
     """The student is back from Checkout: ask Stripe directly instead of only waiting for the webhook.
-    Safe alongside the webhook's own processing: settling is idempotent."""
-    session = provider.retrieve_checkout_session(payment.checkout_session_id)
-    _apply_session("checkout.return", payment, session, provider, now)
+    Safe alongside the webhook's own processing: settling is idempotent. The caller holds no transaction."""
+    session = provider.retrieve_checkout_session(session_id)
+    _apply_session("checkout.return", db.session.get(Payment, payment_id), session, provider, now)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Reschedule, Studio, User
 from portal.services import availability, notifications, refunds
 from portal.services.bookings import _is_overlap_violation, expire_stale_holds, parse_start
-from portal.services.errors import Conflict, InvalidInput, SlotUnavailable
+from portal.services.errors import Conflict, DomainError, InvalidInput, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
 
 
@@ -89,17 +90,31 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
     terms = cancel_terms(booking, now, paid_minor=paid)
     if not terms.allowed:
         raise PolicyRefusal(terms.reason)
-    booking.status = BookingStatus.CANCELLED
-    booking.cancelled_at = booking.updated_at = now
-    booking.ical_sequence += 1
-    booking.penalty_reason = "late_cancel" if terms.late else None
+    # One transaction: the slot is freed, the penalty noted and the refund owed recorded together; a concurrent
+    # cancel of the same lesson finds it no longer confirmed and changes nothing.
+    cancelled = db.session.execute(
+        update(Booking).where(Booking.id == booking.id, Booking.status == BookingStatus.CONFIRMED)
+        .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now,
+                ical_sequence=Booking.ical_sequence + 1, penalty_reason="late_cancel" if terms.late else None)
+        .execution_options(synchronize_session=False))
+    if cancelled.rowcount != 1:
+        db.session.rollback()
+        raise PolicyRefusal("This lesson is no longer confirmed.")
     if terms.makeup:
         db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
                                     booking_id=booking.id, minutes=booking.duration_minutes))
-    db.session.commit()
+    refund_id = None
     if payment is not None and terms.refund_minor > 0:
-        refunds.request_refund(payment=payment, amount_minor=terms.refund_minor,
-                               reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel")
+        try:
+            refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor,
+                                       reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel").id
+        except DomainError:
+            db.session.rollback()  # nothing changes: the lesson stays confirmed
+            raise
+    db.session.commit()
+    db.session.refresh(booking)
+    if refund_id is not None:
+        refunds.queue(refund_id)
     notifications.enqueue("cancellation", booking.id, key=notifications.cancellation_key(booking.id))
     return booking
 

@@ -103,6 +103,9 @@ def send(kind: str, booking_id: int, *, key: str, now: datetime) -> bool:
     return True
 
 
+SENDING_LEASE = timedelta(minutes=15)
+
+
 def _claim(key: str, kind: str, draft: Draft, booking_id: int, now: datetime) -> bool:
     db.session.add(NotificationLog(key=key, kind=kind, studio_id=draft.studio_id, booking_id=booking_id,
                                    recipient=draft.recipient, status="sending", attempts=1, created_at=now,
@@ -112,8 +115,11 @@ def _claim(key: str, kind: str, draft: Draft, booking_id: int, now: datetime) ->
         return True
     except IntegrityError:
         db.session.rollback()
+    # A failed send may be retried; so may one left "sending" by a worker that died (after SENDING_LEASE). The
+    # lease trades a rare duplicate (death after the SMTP handover) for never losing a message.
+    stale = (NotificationLog.status == "sending") & (NotificationLog.updated_at < now - SENDING_LEASE)
     retried = db.session.execute(
-        update(NotificationLog).where(NotificationLog.key == key, NotificationLog.status == "failed")
+        update(NotificationLog).where(NotificationLog.key == key, (NotificationLog.status == "failed") | stale)
         .values(status="sending", attempts=NotificationLog.attempts + 1, recipient=draft.recipient, updated_at=now))
     db.session.commit()
     return retried.rowcount == 1

@@ -1,11 +1,14 @@
 """Where money and bookings disagree (the ops console and the health gauges read these)."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy import func, select
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, EventStatus, Payment, PaymentStatus, WebhookEvent
+from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentStatus, Refund, RefundStatus,
+                           WebhookEvent)
 
 BACKLOG_STATUSES = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRY,
                     EventStatus.DEAD)
@@ -28,13 +31,16 @@ def paid_unconfirmed_count() -> int:
                    Booking.status.in_((BookingStatus.HELD, BookingStatus.EXPIRED)))) or 0
 
 
-def needs_attention(limit: int = 100) -> dict[str, list]:
-    """What a person must look at: flagged payments (amount mismatch, paid after expiry, failed refunds) and
-    webhook events that ran out of retries."""
+def needs_attention(now: datetime, limit: int = 100) -> dict[str, list]:
+    """What a person must look at: flagged payments (amount mismatch, paid after expiry, failed refunds), refunds
+    still pending after an hour, and webhook events that ran out of retries."""
     with tenancy.all_tenants():
+        slow_refunds = db.session.scalars(
+            select(Refund).where(Refund.status == RefundStatus.PENDING, Refund.created_at < now - timedelta(hours=1))
+            .order_by(Refund.created_at).limit(limit)).all()
         flagged = db.session.scalars(
             select(Payment).where(Payment.flag.is_not(None)).order_by(Payment.updated_at.desc()).limit(limit)).all()
         dead = db.session.scalars(
             select(WebhookEvent).where(WebhookEvent.status == EventStatus.DEAD)
             .order_by(WebhookEvent.updated_at.desc()).limit(limit)).all()
-    return {"payments": flagged, "events": dead}
+    return {"payments": flagged, "events": dead, "refunds": slow_refunds}

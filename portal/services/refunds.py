@@ -1,13 +1,14 @@
-"""Refunds: recorded first (one row per purpose, so nothing is refunded twice), then sent to the provider by a
-job that retries passing failures and, after its last attempt, leaves the refund failed and flagged for ops."""
+"""Refunds: recorded in the same transaction as the change that owes them (one row per purpose, so nothing is
+refunded twice), then sent to the provider by a job that retries passing failures and, after its last attempt,
+leaves the refund failed and flagged for ops. A sweep re-queues refunds that were recorded but never sent."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 
-from portal import dispatch, metrics
+from portal import dispatch, metrics, tenancy
 from portal.extensions import db
 from portal.models import Payment, PaymentFlag, PaymentStatus, Refund, RefundStatus
 from portal.payments import PaymentProvider, PaymentProviderError, TransientProviderError
@@ -15,33 +16,38 @@ from portal.services.errors import DomainError
 
 log = logging.getLogger(__name__)
 
+#: A pending refund not sent after this long was lost by the queue: the sweep queues it again.
+STALE_AFTER = timedelta(minutes=10)
+
 
 class RetryLater(Exception):
     """The provider could not be reached; try the refund again later."""
 
 
-def request_refund(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str) -> Refund | None:
-    """Record a refund to send and queue it. Returns None when `amount_minor` is zero. Idempotent per purpose."""
+def refundable(payment: Payment) -> int:
+    """What can still be refunded: received minus refunds succeeded or under way."""
+    committed = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.payment_id == payment.id, Refund.status != RefundStatus.FAILED)) or 0
+    return (payment.amount_received_minor or payment.amount_minor) - committed
+
+
+def record(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str) -> Refund:
+    """Add a pending refund to the session; the caller commits it with the change that owes it, then `queue`s it."""
     if amount_minor <= 0:
-        return None
-    if amount_minor > (payment.amount_received_minor or payment.amount_minor) - payment.amount_refunded_minor:
+        raise DomainError("A refund must be a positive amount.", code="refund_invalid")
+    if amount_minor > refundable(payment):
         raise DomainError("A refund cannot exceed what was paid.", code="refund_too_large")
     refund = Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=amount_minor,
                     currency=payment.currency, reason=reason, purpose_key=purpose_key)
     db.session.add(refund)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        refund = db.session.scalar(db.select(Refund).where(Refund.purpose_key == purpose_key))
-    _queue(refund.id)
+    db.session.flush()
     return refund
 
 
-def _queue(refund_id: int) -> None:
+def queue(refund_id: int) -> None:
     try:
         dispatch.enqueue("process_refund", refund_id)
-    except dispatch.DispatchError as error:  # the refund row waits; the ops console shows it pending
+    except dispatch.DispatchError as error:  # the row waits; the stale-refund sweep queues it again
         log.warning("refund %s recorded but not queued: %s", refund_id, error)
 
 
@@ -50,30 +56,34 @@ def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attemp
     refund = db.session.get(Refund, refund_id)
     if refund is None or refund.status != RefundStatus.PENDING or refund.provider_refund_id:
         return "done"
-    payment = refund.payment
     refund.attempts += 1
-    db.session.commit()
+    refund.updated_at = now
+    call = dict(payment_intent_id=refund.payment.payment_intent_id, amount_minor=refund.amount_minor,
+                reason=refund.reason, metadata={"refund_id": str(refund.id), "payment_id": str(refund.payment_id)},
+                idempotency_key=f"refund-{refund.id}")
+    attempts = refund.attempts
+    db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers
     try:
-        result = provider.create_refund(payment_intent_id=payment.payment_intent_id, amount_minor=refund.amount_minor,
-                                        reason=refund.reason,
-                                        metadata={"refund_id": str(refund.id), "payment_id": str(payment.id)},
-                                        idempotency_key=f"refund-{refund.id}")
+        result = provider.create_refund(**call)
     except TransientProviderError as error:
-        return _failed(refund, payment, str(error), final=refund.attempts >= max_attempts)
+        return _failed(refund_id, str(error), final=attempts >= max_attempts)
     except PaymentProviderError as error:
-        return _failed(refund, payment, str(error), final=True)
-    record_result(payment, refund, result.id, result.status)
+        return _failed(refund_id, str(error), final=True)
+    refund = db.session.get(Refund, refund_id)
+    record_result(refund.payment, refund, result.id, result.status)
     return refund.status.value
 
 
-def _failed(refund: Refund, payment: Payment, error: str, *, final: bool) -> str:
+def _failed(refund_id: int, error: str, *, final: bool) -> str:
+    refund = db.session.get(Refund, refund_id)
     refund.last_error = error[:2000]
     if not final:
         db.session.commit()
         metrics.refund_operations.labels("retry").inc()
         raise RetryLater(error)
     refund.status = RefundStatus.FAILED
-    payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
+    refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
+                              f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
     db.session.commit()
     metrics.refund_operations.labels("failed").inc()
     log.error("refund %s failed for good: %s", refund.id, error)
@@ -81,7 +91,7 @@ def _failed(refund: Refund, payment: Payment, error: str, *, final: bool) -> str
 
 
 def record_result(payment: Payment, refund: Refund, provider_id: str, status: str) -> None:
-    """Apply the provider's word on a refund (from its answer or a later `charge.refunded` re-fetch)."""
+    """Apply the provider's word on a refund (from its answer or a later re-fetch)."""
     refund.provider_refund_id = provider_id
     if status == "succeeded" and refund.status != RefundStatus.SUCCEEDED:
         refund.status = RefundStatus.SUCCEEDED
@@ -105,9 +115,26 @@ def _recompute(payment: Payment) -> None:
         payment.status = PaymentStatus.PARTIALLY_REFUNDED
 
 
-def refresh_pending(payment: Payment, provider: PaymentProvider) -> None:
-    """Re-fetch refunds the provider reported as pending (after a `charge.refunded` signal)."""
-    for refund in payment.refunds:
-        if refund.provider_refund_id and refund.status == RefundStatus.PENDING:
-            fresh = provider.retrieve_refund(refund.provider_refund_id)
-            record_result(payment, refund, fresh.id, fresh.status)
+def refresh_pending(payment_id: int, provider: PaymentProvider) -> None:
+    """Re-fetch refunds the provider reported as pending (after a refund or charge event)."""
+    pending = db.session.execute(select(Refund.id, Refund.provider_refund_id).where(
+        Refund.payment_id == payment_id, Refund.provider_refund_id.is_not(None),
+        Refund.status == RefundStatus.PENDING)).all()
+    db.session.commit()
+    for refund_id, provider_id in pending:
+        fresh = provider.retrieve_refund(provider_id)
+        refund = db.session.get(Refund, refund_id)
+        record_result(refund.payment, refund, fresh.id, fresh.status)
+
+
+def requeue_stale(*, now: datetime, stale_after: timedelta = STALE_AFTER, limit: int = 200) -> int:
+    """Queue again refunds recorded but never sent (a queue outage, a worker that died)."""
+    with tenancy.all_tenants():
+        stale = db.session.scalars(select(Refund.id).where(
+            Refund.status == RefundStatus.PENDING, Refund.provider_refund_id.is_(None),
+            Refund.updated_at < now - stale_after).order_by(Refund.id).limit(limit)).all()
+        for refund_id in stale:
+            db.session.execute(update(Refund).where(Refund.id == refund_id).values(updated_at=now))
+            db.session.commit()
+            queue(refund_id)
+    return len(stale)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from portal import dispatch, metrics
 from portal.config import Settings
@@ -84,10 +84,14 @@ def receive(*, payload: bytes, signature_header: str | None, settings: Settings,
         log.warning("event %s stored but not queued (%s); the stuck-event sweep will queue it", provider_event_id,
                     error)
         return receipt
-    db.session.execute(update(WebhookEvent).where(WebhookEvent.id == receipt.event_id,
-                                                  WebhookEvent.status == EventStatus.RECEIVED)
-                       .values(status=EventStatus.QUEUED, updated_at=now))
-    db.session.commit()
+    try:
+        db.session.execute(update(WebhookEvent).where(WebhookEvent.id == receipt.event_id,
+                                                      WebhookEvent.status == EventStatus.RECEIVED)
+                           .values(status=EventStatus.QUEUED, updated_at=now))
+        db.session.commit()
+    except SQLAlchemyError as error:  # stored and queued already: the answer stays 200
+        db.session.rollback()
+        log.warning("event %s queued but not marked so: %s", provider_event_id, error)
     return receipt
 
 

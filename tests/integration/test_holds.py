@@ -12,7 +12,7 @@ from portal import tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Role, Studio, User
 from portal.services import bookings
-from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
+from portal.services.errors import InvalidInput, SlotUnavailable
 from tests.factories import make_studio, make_user, next_weekday
 
 BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -145,8 +145,9 @@ def test_bad_input_is_rejected_with_reasons(setup):
     with pytest.raises(InvalidInput):
         _hold(studio, alice, "lesson-60", datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
               - timedelta(days=1))
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput) as unknown:  # an unknown choice in a booking form is bad input (422)
         _hold(studio, alice, "no-such-package", _start(day, "10:00"))
+    assert unknown.value.code == "package_not_found"
 
 
 def test_open_holds_per_student_are_capped(setup):

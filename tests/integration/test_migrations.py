@@ -83,3 +83,23 @@ def test_downgrade_to_base_on_postgres_leaves_nothing_behind(fresh_database, tmp
         assert set(inspect(db.engine).get_table_names()) == EXPECTED_TABLES
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("fresh_database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_policy_checks_exist_in_the_migrated_schema(fresh_database, tmp_path):
+    from sqlalchemy.exc import IntegrityError
+
+    app = _app(fresh_database, tmp_path)
+    with app.app_context():
+        upgrade()
+        names = {c["name"] for c in inspect(db.engine).get_check_constraints("studios")}
+        assert {"ck_studios_fee_percent_range", "ck_studios_lead_non_negative"} <= names
+        with pytest.raises(IntegrityError):
+            db.session.execute(text("INSERT INTO studios (slug, name, timezone, currency, active, buffer_minutes, "
+                                    "min_notice_minutes, slot_interval_minutes, booking_horizon_days, hold_minutes, "
+                                    "late_cancel_fee_percent, created_at) VALUES ('x', 'x', 'UTC', 'usd', true, 0, "
+                                    "0, 30, 30, 30, 150, CURRENT_TIMESTAMP)"))
+        db.session.rollback()
+        db.session.remove()
+        db.engine.dispose()

@@ -347,3 +347,68 @@ def test_metrics_count_late_cancels_and_reschedule_lead_times(app, client, studi
     avg = float(next(line.split()[1] for line in text.splitlines()
                      if line.startswith("melody_reschedule_lead_time_hours_avg ")))
     assert 9 * 24 < avg < 11 * 24
+
+
+def test_a_refund_the_queue_lost_is_sent_by_the_sweep_and_shown_to_ops_meanwhile(app, client, auth, studio,
+                                                                                 paid_lesson):
+    from portal.models import Refund
+    from portal.services import refunds
+
+    from portal.dispatch import DispatchError
+
+    booking_id = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"))
+
+    def queue_down(*_args):
+        raise DispatchError("redis is down")
+
+    app.extensions["dispatcher"].enqueue = queue_down
+    _service(app, studio, lesson_changes.cancel, booking_id)
+    assert booking_row(app, booking_id).refunds == [(6500, "pending", 0)]  # recorded with the cancellation
+    with app.app_context():
+        make_user("ops@example.com", ops=True)
+    auth.login("ops@example.com", "test-password-1")
+    with within(app):
+        db.session.execute(db.update(Refund).values(created_at=utcnow() - timedelta(hours=2)))
+        db.session.commit()
+    assert "refund pending" in client.get("/ops/").get_data(as_text=True)
+    del app.extensions["dispatcher"].enqueue  # the queue is back
+    with within(app):
+        assert refunds.requeue_stale(now=utcnow()) == 0  # not stale yet
+        assert refunds.requeue_stale(now=utcnow() + timedelta(minutes=11)) == 1
+    drain(app)
+    row = booking_row(app, booking_id)
+    assert row.refunds == [(6500, "succeeded", 1)] and row.payment_status == PaymentStatus.REFUNDED
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_two_cancels_at_once_cancel_and_refund_once(app, studio, paid_lesson):
+    with within(app):
+        db.session.get(Studio, studio.id).late_cancel_makeup = True
+        db.session.commit()
+    day = days_ahead(studio, 3)
+    booking_id = paid_lesson(local(studio, day, "10:00"))
+    late = local(studio, day, "10:00").astimezone(timezone.utc) - timedelta(hours=2)
+    outcomes, barrier, lock = [], threading.Barrier(2), threading.Lock()
+
+    def cancel():
+        barrier.wait(timeout=10)
+        try:
+            _service(app, studio, lesson_changes.cancel, booking_id, now=late)
+            result = "cancelled"
+        except lesson_changes.PolicyRefusal:
+            result = "refused"
+        except Exception as error:
+            result = repr(error)
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=cancel) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["cancelled", "refused"], outcomes
+    drain(app)
+    row = booking_row(app, booking_id)
+    assert row.refunds == [(3250, "succeeded", 1)]

@@ -263,11 +263,33 @@ def test_checkout_failure_releases_the_hold_with_a_clear_message(app, client, au
 def test_cancel_url_releases_the_hold_and_expires_the_session(app, client, auth, studio, stripe_standin):
     booking_id, session_id = _book(app, client, auth, studio)
     auth.login("student@example.com", PASSWORD)
-    page = client.get(f"{STUDIO}/bookings/{booking_id}/checkout-cancelled")
+    page = client.get(f"{STUDIO}/bookings/{booking_id}/checkout-cancelled?session_id={session_id}")
     assert page.status_code == 200 and "released your time" in page.get_data(as_text=True)
     assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
     with app.app_context():
         assert get_provider().retrieve_checkout_session(session_id).status == "expired"
+
+
+def test_a_forged_cancel_link_releases_nothing_but_offers_a_button(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    auth.login("student@example.com", PASSWORD)
+    forged = client.get(f"{STUDIO}/bookings/{booking_id}/checkout-cancelled").get_data(as_text=True)
+    assert "Release this time" in forged and "released your time" not in forged
+    assert _state(app, booking_id) == (BookingStatus.HELD, PaymentStatus.PENDING)
+    released = client.post(f"{STUDIO}/bookings/{booking_id}/release", data={"csrf_token": auth.csrf(f"{STUDIO}/")})
+    assert "released your time" in released.get_data(as_text=True)
+    assert _state(app, booking_id) == (BookingStatus.EXPIRED, PaymentStatus.EXPIRED)
+
+
+def test_cancel_link_after_paying_in_another_tab_keeps_the_slot(app, client, auth, studio, stripe_standin):
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)  # paid, but the webhook has not arrived yet
+    auth.login("student@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/bookings/{booking_id}/checkout-cancelled?session_id={session_id}")
+    assert "No changes were made" in page.get_data(as_text=True)
+    assert _state(app, booking_id)[0] == BookingStatus.HELD
+    deliver(app, client, stripe_standin)
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
 
 
 def test_success_page_polls_until_confirmed(app, client, auth, studio, stripe_standin):

@@ -76,6 +76,7 @@ def test_valid_signature_stores_and_processes_the_event(app, client):
     ("malformed", "signature_malformed"),
     ("no_v1", "signature_malformed"),
     ("missing", "signature_missing"),
+    ("unicode_digit", "signature_malformed"),
     ("not_json", "payload_invalid"),
     ("not_an_event", "payload_invalid"),
 ])
@@ -90,6 +91,7 @@ def test_bad_requests_are_refused_with_a_code_and_nothing_is_stored(app, client,
         "malformed": "t=abc,v1=zz",
         "no_v1": f"t={now}",
         "missing": "",
+        "unicode_digit": "t=\u00b2,v1=ab",
         "not_json": sign(b"{nope", STRIPE_WEBHOOK_SECRET, now),
         "not_an_event": sign(b'{"hello": 1}', STRIPE_WEBHOOK_SECRET, now),
     }

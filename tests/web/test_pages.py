@@ -127,8 +127,11 @@ def test_taken_slot_answers_409_with_a_refreshed_picker(client, auth, studio):
     ({"package": "lesson-60", "resource": "piano", "start": "tomorrow at ten"}, 422),
     ({"package": "lesson-60", "resource": "piano", "start": ""}, 422),
     ({"package": "lesson-60", "resource": "piano", "start": "2030-01-01T10:00:00"}, 422),
-    ({"package": "lesson-60", "resource": "tuba", "start": "2030-01-01T10:00:00-05:00"}, 404),
-    ({"package": "gold", "resource": "piano", "start": "2030-01-01T10:00:00-05:00"}, 404),
+    ({"package": "lesson-60", "resource": "tuba", "start": "2030-01-01T10:00:00-05:00"}, 422),
+    ({"package": "gold", "resource": "piano", "start": "2030-01-01T10:00:00-05:00"}, 422),
+    ({"package": "lesson-60", "resource": "piano", "start": "9999-12-31T23:00:00-23:00"}, 422),
+    ({"package": "lesson-60", "resource": "piano", "start": "0001-01-01T00:30:00+01:00"}, 422),
+    ({"resource": "piano", "start": "2030-01-01T10:00:00-05:00"}, 422),
 ])
 def test_bad_booking_input_gets_a_clear_error(client, auth, studio, form, status):
     auth.login("student@example.com", PASSWORD)
@@ -137,6 +140,20 @@ def test_bad_booking_input_gets_a_clear_error(client, auth, studio, form, status
     assert 'role="alert"' in response.get_data(as_text=True) or "<h1>" in response.get_data(as_text=True)
     with tenancy.scoped(studio.id):
         assert db.session.scalars(db.select(Booking)).all() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_absurd_booking_ids_are_404_not_500(client, auth, studio):
+    auth.login("student@example.com", PASSWORD)
+    for path in ("/bookings/99999999999", "/bookings/9223372036854775808", "/bookings/99999999999.ics",
+                 "/bookings/99999999999/cancel", "/bookings/99999999999/reschedule"):
+        assert client.get(f"{STUDIO}{path}").status_code == 404, path
+
+
+def test_oversized_bodies_are_refused(client, studio):
+    response = client.post("/webhooks/stripe", data=b"x" * (1024 * 1024 + 1),
+                           headers={"Stripe-Signature": "t=1,v1=ab"})
+    assert response.status_code == 413
 
 
 def test_security_headers_on_every_response(client, studio):
