@@ -1,19 +1,21 @@
 """Prometheus metrics: HTTP histograms from prometheus-flask-exporter plus the portal's own series.
 
 The portal's counters live at module level in `REGISTRY`, so services, jobs and web code in one process share
-them; each app's exporter registry (one per app, so tests can build many apps) includes `REGISTRY` and a
-collector for gauges read from the database at scrape time. Names follow the seeds exactly.
+them; each app (tests build many) has its own HTTP-metrics registry and database-gauge collector. Names follow
+the seeds exactly.
 """
 from __future__ import annotations
 
 import functools
 import hmac
 import logging
+import os
 import threading
 import time
 
-from flask import Flask, abort, current_app, request
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from flask import Flask, Response, abort, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
 
@@ -37,7 +39,7 @@ signature_multisecret_match = Counter("melody_webhook_signature_multisecret_matc
 webhook_errors = Counter("melody_webhook_error", "Webhook requests refused, by error code", ["code"],
                          registry=REGISTRY)
 replay_window_ms = Gauge("melody_webhook_replay_window_ms", "Configured webhook replay window (ms)",
-                         registry=REGISTRY)
+                         registry=REGISTRY, multiprocess_mode="max")
 checkout_failures = Counter("checkout_failures", "Checkout Sessions that could not be created", registry=REGISTRY)
 checkout_sessions_created = Counter("checkout_sessions_created", "Checkout Sessions created", registry=REGISTRY)
 refund_operations = Counter("refund_operations", "Refund attempts by outcome", ["status"], registry=REGISTRY)
@@ -130,14 +132,42 @@ def _require_token(view):
     return wrapper
 
 
+def multiprocess_mode() -> bool:
+    """prometheus_client decides at import time, from this variable, whether values live in shared files."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
+
+
 def init_app(app: Flask) -> None:
+    """Record HTTP metrics and serve `GET /metrics`.
+
+    Single process (the embedded default): the portal's counters, the HTTP histogram and the database gauges.
+    Multiprocess (gunicorn workers and RQ workers sharing `PROMETHEUS_MULTIPROC_DIR`): every process writes its
+    values to files there and a scrape of any web worker adds them up, so a webhook processed by an RQ worker is
+    counted on the same `/metrics` as the request that received it.
+    """
     settings = app.config["PORTAL_SETTINGS"]
     replay_window_ms.set(settings.stripe_replay_window_sec * 1000)
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(REGISTRY)
-    registry.register(DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", 15.0)))
-    exporter = PrometheusMetrics(
-        app=None, path="/metrics", registry=registry, defaults_prefix=NO_PREFIX, group_by="endpoint",
-        metrics_decorator=_require_token, excluded_paths=["^/metrics$", "^/static/"],
-    )
+    http_registry = CollectorRegistry(auto_describe=True)
+    exporter = PrometheusMetrics(app=None, path=None, registry=http_registry, defaults_prefix=NO_PREFIX,
+                                 group_by="endpoint", excluded_paths=["^/metrics$", "^/static/"])
     exporter.init_app(app)
+    gauges = DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", 15.0))
+
+    def scrape_registry() -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=True)
+        if multiprocess_mode():
+            MultiProcessCollector(registry)
+        else:
+            registry.register(REGISTRY)
+            registry.register(http_registry)
+        registry.register(gauges)
+        return registry
+
+    single = None if multiprocess_mode() else scrape_registry()
+
+    @_require_token
+    def metrics_view():
+        body = generate_latest(single or scrape_registry())
+        return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule("/metrics", "metrics", metrics_view)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
 
-from portal import create_app, dispatch
+from portal import create_app, dispatch, metrics
 
 
 def main(argv=None) -> int:
@@ -38,6 +39,10 @@ def main(argv=None) -> int:
             worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
         finally:
             stop.set()
+            if metrics.multiprocess_mode():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
     return 0
 
 
