@@ -131,7 +131,8 @@ def test_portal_pages_raise_no_console_errors_or_csp_violations(page: Page, live
     open_package(page)
     csp = page.evaluate("() => fetch(location.href).then(r => r.headers.get('content-security-policy'))")
     assert csp and "script-src 'self'" in csp, "the CSP this test relies on is missing"
-    assert f"form-action 'self' {stripe_standin.base_url};" in csp, "the booking form could not reach Checkout"
+    form_action = next(d for d in csp.split(";") if d.strip().startswith("form-action")).split()
+    assert stripe_standin.base_url in form_action, "the booking form could not reach Checkout"
     show_piano_times_on(page, lesson_day())
     page.locator("#slots").get_by_role("link", name="Next day →").click()  # a plain link: a full navigation
     expect(page.locator("#slots-heading")).to_be_visible()
