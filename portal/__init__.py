@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import PROJECT_ROOT, Settings, load_settings
 
@@ -38,6 +39,11 @@ def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,  # forms and webhooks are small; refuse anything larger (413)
     )
     app.config.update(config_overrides)
+    if settings.trusted_proxies:
+        # Behind a load balancer the client address (rate limits) and scheme (secure cookies, HSTS) come from the
+        # X-Forwarded-* headers that exactly this many proxies append; more would let clients forge them.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     db.init_app(app)
     database.init_app(app)

@@ -19,9 +19,9 @@ def send_due_reminders() -> int:
     due = notifications.due_reminders(utcnow())
     db.session.rollback()  # end the read before handing out work (on SQLite it holds the write lock)
     queued = 0
-    for booking_id in due:
+    for booking_id, key in due:
         try:
-            dispatch.enqueue("send_notification", "reminder", booking_id, notifications.reminder_key(booking_id))
+            dispatch.enqueue("send_notification", "reminder", booking_id, key)
         except dispatch.DispatchError as error:  # the next sweep finds the rest again
             log.warning("queue unavailable, %d reminders wait: %s", len(due) - queued, error)
             break

@@ -55,8 +55,9 @@ def cancellation_key(booking_id: int) -> str:
     return f"cancellation:booking:{booking_id}"
 
 
-def reminder_key(booking_id: int) -> str:
-    return f"{REMINDER_PREFIX}{booking_id}"
+def reminder_key(booking_id: int, move: int = 0) -> str:
+    """One reminder per lesson time: a lesson moved after its reminder (`move` = its reschedule count) gets another."""
+    return f"{REMINDER_PREFIX}{booking_id}:{move}"
 
 
 def enqueue(kind: str, booking_id: int, *, key: str) -> bool:
@@ -223,11 +224,16 @@ def _domain(address: str) -> str:
 
 # --- reminders ------------------------------------------------------------------------------------------------
 
-def due_reminders(now: datetime, *, limit: int = 1000) -> list[int]:
-    """Confirmed bookings starting in (now, now + 24 h] with no reminder logged yet, across every studio."""
-    reminded = exists().where(NotificationLog.key == literal(REMINDER_PREFIX) + cast(Booking.id, String))
+def due_reminders(now: datetime, *, limit: int = 1000) -> list[tuple[int, str]]:
+    """(booking id, reminder key) of confirmed bookings starting in (now, now + 24 h] whose current time has no
+    reminder logged yet, across every studio."""
+    key = (literal(REMINDER_PREFIX) + cast(Booking.id, String) + literal(":")
+           + cast(Booking.reschedule_count, String))
+    reminded = exists().where(NotificationLog.key == key)
     with tenancy.all_tenants():  # the sweep looks across studios; each reminder is then sent in its own scope
-        return list(db.session.scalars(
-            select(Booking.id).where(Booking.status == BookingStatus.CONFIRMED, Booking.start_at > now,
-                                     Booking.start_at <= now + REMINDER_LEAD, ~reminded)
-            .order_by(Booking.start_at).limit(limit)))
+        rows = db.session.execute(
+            select(Booking.id, Booking.reschedule_count).where(
+                Booking.status == BookingStatus.CONFIRMED, Booking.start_at > now,
+                Booking.start_at <= now + REMINDER_LEAD, ~reminded)
+            .order_by(Booking.start_at).limit(limit)).all()
+    return [(booking_id, reminder_key(booking_id, move)) for booking_id, move in rows]

@@ -188,7 +188,6 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
 
     b_start, late = choose_lesson_b(live_app, utcnow())
     b_id = paid_lesson(live_app, stripe_standin, live_server, b_start)
-    print("DEBUG-B", b_start, late)
     refund_minor = PRICE_MINOR - late_fee(PRICE_MINOR) if late else PRICE_MINOR
     refund_text = dollars(refund_minor)
     assert refund_text == ("$32.50" if late else PORTAL_PRICE)

@@ -201,15 +201,20 @@ def test_due_reminders_are_confirmed_lessons_in_the_next_day_not_yet_reminded(ap
     with within(app):
         other = make_studio("north-strings", timezone="Europe/London", currency="gbp", resources=("violin",))
         make_user("violinist@example.com")
-        db.session.add(NotificationLog(key=f"reminder:booking:{reminded}", kind="reminder", studio_id=studio.id,
+        db.session.add(NotificationLog(key=f"reminder:booking:{reminded}:0", kind="reminder", studio_id=studio.id,
                                        booking_id=reminded, recipient="student@example.com", status="sent"))
         db.session.commit()
         other_id = other.id
     elsewhere = make_booking(app, other_id, NOW + timedelta(hours=12), package="lesson-30", resource="violin",
                              email="violinist@example.com")
     with app.app_context():  # no studio in scope: the sweep looks across tenants on purpose
-        assert notifications.due_reminders(NOW) == [elsewhere, due]
-        assert notifications.due_reminders(NOW + timedelta(hours=2)) == [elsewhere, due, later]
+        assert [b for b, _ in notifications.due_reminders(NOW)] == [elsewhere, due]
+        assert [b for b, _ in notifications.due_reminders(NOW + timedelta(hours=2))] == [elsewhere, due, later]
+    with within(app):  # moving the reminded lesson makes its new time due for a reminder of its own
+        db.session.get(Booking, reminded).reschedule_count += 1
+        db.session.commit()
+    with app.app_context():
+        assert (reminded, f"reminder:booking:{reminded}:1") in notifications.due_reminders(NOW)
 
 
 def test_send_due_reminders_twice_delivers_one_reminder(app, studio, smtp_server):
@@ -222,7 +227,7 @@ def test_send_due_reminders_twice_delivers_one_reminder(app, studio, smtp_server
         assert send_due_reminders() == 0  # nothing is due any more
     [message] = smtp_server.inbox.messages
     assert message["Subject"].startswith("Reminder: your lesson at Melody And Meter ")
-    assert _log(app, f"reminder:booking:{booking_id}").status == "sent"
+    assert _log(app, f"reminder:booking:{booking_id}:0").status == "sent"
     text, _html = parts(message)
     assert "A reminder: your lesson at Melody And Meter is " in text
 
@@ -230,7 +235,7 @@ def test_send_due_reminders_twice_delivers_one_reminder(app, studio, smtp_server
 def test_a_reminder_for_a_lesson_cancelled_meanwhile_is_not_sent(app, studio, smtp_server):
     booking_id = make_booking(app, studio.id, NOW + timedelta(hours=23), status=BookingStatus.CANCELLED)
     assert _send(app, "reminder", booking_id) is False
-    assert _log(app, f"reminder:booking:{booking_id}") is None
+    assert _log(app, f"reminder:booking:{booking_id}:0") is None
     assert smtp_server.inbox.messages == []
 
 

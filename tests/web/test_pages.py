@@ -210,6 +210,20 @@ def test_login_redirect_keeps_only_local_next(client, studio):
     assert evil.headers["Location"] == f"{STUDIO}/"
 
 
+@pytest.mark.parametrize("app_env", [{"TRUSTED_PROXIES": "1"}])
+def test_behind_a_proxy_the_limit_counts_each_client(client, studio, app_env):
+    from tests.conftest import csrf_token_from
+
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+
+    def attempt(client_ip):
+        return client.post("/login", headers={"X-Forwarded-For": client_ip},
+                           data={"email": "student@example.com", "password": "wrong-wrong", "csrf_token": token})
+
+    assert [attempt("203.0.113.7").status_code for _ in range(11)][-1] == 429
+    assert attempt("198.51.100.9").status_code == 422  # another client behind the same proxy is not locked out
+
+
 def test_login_is_rate_limited(client, studio):
     from tests.conftest import csrf_token_from
 
