@@ -40,6 +40,7 @@ def _reschedule_picker(booking: Booking, resource_slug: str | None, date_raw: st
         picker_endpoint="lessons.reschedule", picker_values={"booking_id": booking.id},
         slot_action=url_for("lessons.reschedule_submit", booking_id=booking.id), hidden={})
     context["booking"] = booking
+    context["slot_verb"] = "Move your lesson to"
     # The lesson's own slot is listed as free for others; offering it as a move target makes no sense.
     context["slots"] = [s for s in context["slots"]
                         if not (s == booking.start_at and context["resource"].id == booking.resource_id)]
@@ -74,7 +75,7 @@ def reschedule_submit(booking_id: int):
         context["error"] = problem.message
         context["taken"] = isinstance(problem, SlotUnavailable)
         return render_template("lessons/reschedule.html", **context), problem.status
-    flash("Your lesson was moved. We sent you an email with the new time.", "success")
+    flash("Your lesson was moved. We are emailing you the new time.", "success")
     return redirect(url_for("studio.booking", booking_id=moved.id), code=303)
 
 
@@ -83,7 +84,7 @@ def reschedule_submit(booking_id: int):
 def cancel(booking_id: int):
     booking = _own_booking(booking_id)
     payment = booking.payment
-    paid = (payment.amount_received_minor or payment.amount_minor) if payment else 0
+    paid = payment.paid_minor if payment else 0
     terms = cancel_terms(booking, utcnow(), paid_minor=paid)
     if not terms.allowed:
         return render_template("errors/error.html", status=409, title="This lesson cannot be cancelled",

@@ -149,7 +149,7 @@ def booking(booking_id: int):
         db.session.expire_all()
     context = dict(booking=found, payment=found.payment, now=now, returning=returning,
                    reschedule=reschedule_decision(found, now),
-                   cancel=cancel_terms(found, now, paid_minor=payment.amount_received_minor if payment else 0))
+                   cancel=cancel_terms(found, now, paid_minor=found.payment.paid_minor if found.payment else 0))
     template = "studio/_booking_status.html" if is_htmx() else "studio/booking.html"
     return render_template(template, **context)
 

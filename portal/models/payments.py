@@ -61,6 +61,14 @@ class Payment(TenantMixin, TimestampMixin, db.Model):
 
     booking = relationship("Booking", backref=db.backref("payment", uselist=False))
 
+    @property
+    def paid_minor(self) -> int:
+        """What the student actually paid: Stripe's amount once known, nothing while the payment is open."""
+        if self.amount_received_minor is not None:
+            return self.amount_received_minor
+        settled = (PaymentStatus.PAID, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
+        return self.amount_minor if self.status in settled else 0
+
     def raise_flag(self, flag: PaymentFlag, detail: str) -> None:
         self.flag, self.flag_detail = flag, detail
 

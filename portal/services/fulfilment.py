@@ -188,10 +188,10 @@ def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime
     payment.paid_at = payment.paid_at or now
     payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
                        "paid after the hold expired and the slot was taken: refunded in full")
-    refund = refunds.record(payment=payment, amount_minor=payment.amount_received_minor or payment.amount_minor,
-                            reason="slot_unavailable", purpose_key=f"payment:{payment.id}:slot_unavailable")
+    refund_id = refunds.record(payment=payment, amount_minor=payment.paid_minor, reason="slot_unavailable",
+                               purpose_key=f"payment:{payment.id}:slot_unavailable").id
     db.session.commit()
-    refunds.queue(refund.id)
+    refunds.queue(refund_id)
     return "processed"
 
 

@@ -86,7 +86,7 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
     The booking's payment becomes refunded when Stripe confirms the refund.
     """
     payment = booking.payment
-    paid = (payment.amount_received_minor or payment.amount_minor) if payment else 0
+    paid = payment.paid_minor if payment else 0
     terms = cancel_terms(booking, now, paid_minor=paid)
     if not terms.allowed:
         raise PolicyRefusal(terms.reason)

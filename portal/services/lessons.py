@@ -34,7 +34,7 @@ def lessons_of(student: User, now: datetime) -> tuple[list[Lesson], list[Lesson]
         if booking.status == BookingStatus.HELD and not booking.is_live(now):
             continue
         payment = booking.payment
-        paid = (payment.amount_received_minor or 0) if payment else 0
+        paid = payment.paid_minor if payment else 0
         lesson = Lesson(booking, paid, payment.amount_refunded_minor if payment else 0,
                         reschedule_decision(booking, now), cancel_terms(booking, now, paid_minor=paid))
         (upcoming if booking.end_at > now and booking.status != BookingStatus.CANCELLED else past).append(lesson)

@@ -28,7 +28,7 @@ def refundable(payment: Payment) -> int:
     """What can still be refunded: received minus refunds succeeded or under way."""
     committed = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
         Refund.payment_id == payment.id, Refund.status != RefundStatus.FAILED)) or 0
-    return (payment.amount_received_minor or payment.amount_minor) - committed
+    return payment.paid_minor - committed
 
 
 def record(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str) -> Refund:
@@ -109,7 +109,7 @@ def record_result(payment: Payment, refund: Refund, provider_id: str, status: st
 def _recompute(payment: Payment) -> None:
     refunded = sum(r.amount_minor for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
     payment.amount_refunded_minor = refunded
-    if refunded and refunded >= (payment.amount_received_minor or payment.amount_minor):
+    if refunded and refunded >= payment.paid_minor:
         payment.status = PaymentStatus.REFUNDED
     elif refunded:
         payment.status = PaymentStatus.PARTIALLY_REFUNDED
