@@ -52,9 +52,11 @@ def deliver(app, client, server, types: tuple[str, ...] | None = None, times: in
         known = set(db.session.scalars(select(WebhookEvent.provider_event_id)))
     delivered = [e for e in events(server, types) if e["id"] not in known]
     for event in delivered:
+        signed_at = int(time.time())  # one clock reading, so each delivery has its own timestamp
         for attempt in range(times):
             # A redelivery is signed afresh: same event, new timestamp (so it is not a replay).
-            assert signed_post(client, event, timestamp=int(time.time()) - attempt).status_code == 200
+            response = signed_post(client, event, timestamp=signed_at - attempt)
+            assert response.status_code == 200, response.get_data(as_text=True)
     drain(app)
     return delivered
 
