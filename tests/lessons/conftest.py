@@ -34,8 +34,9 @@ def app_env(stripe_standin):
 @pytest.fixture
 def studio(app):
     with app.app_context():
+        # Open around the clock, so "a lesson a few hours from now" exists whenever the tests run.
         studio = make_studio(buffer_minutes=0, reschedule_lead_hours=24, max_reschedules=2, cancel_window_hours=24,
-                             late_cancel_fee_percent=50, booking_horizon_days=120)
+                             late_cancel_fee_percent=50, booking_horizon_days=120, hours=("00:00", "23:30"))
         make_user("student@example.com", roles=[(studio, Role.STUDENT)])
         make_user("rival@example.com", roles=[(studio, Role.STUDENT)])
         return SimpleNamespace(id=studio.id, tz=studio.tz, slug=studio.slug)

@@ -285,8 +285,17 @@ def test_cancelling_twice_refunds_once(app, studio, paid_lesson):
 
 # --- pages and metrics -----------------------------------------------------------------------------------
 
+def _hours_from_now(studio, hours: int) -> datetime:
+    """The first 30-minute slot start at least `hours` ahead that a 60-minute lesson fits before 23:30."""
+    start = (utcnow() + timedelta(hours=hours)).astimezone(studio.tz)
+    start = start.replace(second=0, microsecond=0) + timedelta(minutes=(30 - start.minute % 30) % 30)
+    if start.hour * 60 + start.minute > 22 * 60 + 30:
+        start = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), studio.tz)
+    return start
+
+
 def test_my_lessons_shows_status_times_and_what_is_allowed(app, client, auth, studio, paid_lesson):
-    soon = paid_lesson(local(studio, days_ahead(studio, 1), "17:00"))  # inside both windows tomorrow evening
+    soon = paid_lesson(_hours_from_now(studio, 5))  # inside both 24-hour windows
     later = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"), resource="drums")
     auth.login("student@example.com", PASSWORD)
     html = client.get(f"{STUDIO}/lessons").get_data(as_text=True)
