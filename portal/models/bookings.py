@@ -4,12 +4,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime
+from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime, str_enum
 
 
 class BookingStatus(str, enum.Enum):
@@ -50,7 +50,7 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
     end_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     occupied_until: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     status: Mapped[BookingStatus] = mapped_column(
-        Enum(BookingStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        str_enum(BookingStatus, 16),
         nullable=False, default=BookingStatus.HELD, index=True)
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     price_minor: Mapped[int] = mapped_column(Integer, nullable=False)

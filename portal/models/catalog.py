@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, Enum, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
-from portal.models.base import TenantMixin, TimestampMixin
+from portal.models.base import TenantMixin, TimestampMixin, str_enum
 
 
 class ResourceKind(str, enum.Enum):
@@ -27,7 +27,7 @@ class Resource(TenantMixin, TimestampMixin, db.Model):
     slug: Mapped[str] = mapped_column(String(63), nullable=False)
     name: Mapped[str] = mapped_column(String(120), nullable=False)
     kind: Mapped[ResourceKind] = mapped_column(
-        Enum(ResourceKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        str_enum(ResourceKind, 16),
         nullable=False)
     capacity_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=480)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

@@ -4,16 +4,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime
-
-
-def _enum(cls):
-    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime, str_enum
 
 
 class PaymentStatus(str, enum.Enum):
@@ -51,9 +47,9 @@ class Payment(TenantMixin, TimestampMixin, db.Model):
     amount_received_minor: Mapped[int | None] = mapped_column(Integer)
     received_currency: Mapped[str | None] = mapped_column(String(3))
     amount_refunded_minor: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False,
+    status: Mapped[PaymentStatus] = mapped_column(str_enum(PaymentStatus), nullable=False,
                                                   default=PaymentStatus.PENDING, index=True)
-    flag: Mapped[PaymentFlag | None] = mapped_column(_enum(PaymentFlag), index=True)
+    flag: Mapped[PaymentFlag | None] = mapped_column(str_enum(PaymentFlag), index=True)
     flag_detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -92,7 +88,7 @@ class Refund(TenantMixin, TimestampMixin, db.Model):
     amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reason: Mapped[str] = mapped_column(String(64), nullable=False)
-    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus), nullable=False, default=RefundStatus.PENDING)
+    status: Mapped[RefundStatus] = mapped_column(str_enum(RefundStatus), nullable=False, default=RefundStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
@@ -119,7 +115,7 @@ class WebhookEvent(db.Model):
     provider_event_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
     type: Mapped[str] = mapped_column(String(128), nullable=False)
     payload: Mapped[dict] = mapped_column(JSON, nullable=False)
-    status: Mapped[EventStatus] = mapped_column(_enum(EventStatus), nullable=False, default=EventStatus.RECEIVED,
+    status: Mapped[EventStatus] = mapped_column(str_enum(EventStatus), nullable=False, default=EventStatus.RECEIVED,
                                                 index=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=1)

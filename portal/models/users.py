@@ -4,12 +4,12 @@ import enum
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models.base import TimestampMixin
+from portal.models.base import TimestampMixin, str_enum
 
 
 class Role(str, enum.Enum):
@@ -56,8 +56,7 @@ class Membership(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
     studio_id: Mapped[int] = mapped_column(ForeignKey("studios.id", ondelete="CASCADE"), nullable=False, index=True)
-    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16,
-                                            values_callable=lambda e: [m.value for m in e]), nullable=False)
+    role: Mapped[Role] = mapped_column(str_enum(Role, 16), nullable=False)
     # Secret of the student's private iCal feed for this studio; regenerating it revokes the old address.
     calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 

@@ -2,6 +2,7 @@
 into a clear answer and keeps expired holds from blocking a slot nobody is paying for."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select, update
@@ -34,6 +35,27 @@ def parse_start(raw: str | None) -> datetime:
 def _is_overlap_violation(error: IntegrityError) -> bool:
     sqlstate = getattr(error.orig, "sqlstate", None)
     return sqlstate == "23P01" or "booking_overlap" in str(error.orig)
+
+
+@contextmanager
+def slot_write(outcome: str):
+    """Run a write that claims a slot; turn the database's refusal into `SlotUnavailable`.
+
+    The no-overlap constraint (or SQLite's one-writer lock timing out) refuses the write; everything in the
+    transaction is rolled back and the student is told, with `outcome` saying what happens to them now.
+    """
+    try:
+        yield
+    except IntegrityError as error:
+        db.session.rollback()
+        if _is_overlap_violation(error):
+            raise SlotUnavailable(f"Sorry, someone has just taken that time. {outcome}") from None
+        raise
+    except OperationalError as error:
+        db.session.rollback()
+        if "locked" in str(error.orig):
+            raise SlotUnavailable(f"That time is being booked right now. {outcome}") from None
+        raise
 
 
 def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug: str, start_raw: str | None,
@@ -72,21 +94,10 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     # Start a fresh transaction whose first statement writes: on SQLite it then waits its turn for the write
     # lock instead of failing because it read an older snapshot.
     db.session.commit()
-    try:
+    with slot_write("Please pick another."):
         expire_stale_holds(resource_id=resource_id, start=start, until=occupied_until, now=now)
         db.session.add(booking)
         db.session.commit()
-    except IntegrityError as error:
-        db.session.rollback()
-        if _is_overlap_violation(error):
-            raise SlotUnavailable("Sorry, someone has just taken that time. Please pick another.") from None
-        raise
-    except OperationalError as error:
-        db.session.rollback()
-        if "locked" in str(error.orig):
-            raise SlotUnavailable("That time is being booked right now. Please try again or pick another.") \
-                from None
-        raise
     return booking
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Reschedule, Studio, User
 from portal.services import availability, notifications, refunds
-from portal.services.bookings import _is_overlap_violation, expire_stale_holds, parse_start
-from portal.services.errors import Conflict, DomainError, InvalidInput, SlotUnavailable
+from portal.services.bookings import expire_stale_holds, parse_start, slot_write
+from portal.services.errors import Conflict, DomainError, InvalidInput
 from portal.services.policy import cancel_terms, reschedule_decision
 
 
@@ -45,10 +44,11 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
                 until=start + duration + studio.buffer, lead=int((booking.start_at - now).total_seconds() // 60),
                 count=booking.reschedule_count)
     db.session.commit()  # the move's transaction starts with a write (see bookings.hold_slot)
-    try:
+    with slot_write("Your lesson stays where it was."):
         expire_stale_holds(resource_id=move["to_resource"], start=move["start"], until=move["until"], now=now)
         moved = db.session.get(Booking, move["booking_id"])
         if moved.reschedule_count != move["count"] or moved.status != BookingStatus.CONFIRMED:
+            db.session.rollback()
             raise Conflict("This lesson changed meanwhile. Reload the page and try again.")
         moved.resource_id, moved.start_at, moved.end_at = move["to_resource"], move["start"], move["end"]
         moved.occupied_until = move["until"]
@@ -60,20 +60,6 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
                                   to_resource_id=move["to_resource"], to_start_at=move["start"],
                                   lead_minutes=move["lead"], created_at=now))
         db.session.commit()
-    except IntegrityError as error:
-        db.session.rollback()
-        if _is_overlap_violation(error):
-            raise SlotUnavailable("Sorry, someone has just taken that time. Your lesson stays where it was.") \
-                from None
-        raise
-    except OperationalError as error:
-        db.session.rollback()
-        if "locked" in str(error.orig):
-            raise SlotUnavailable("That time is being booked right now. Your lesson stays where it was.") from None
-        raise
-    except Conflict:
-        db.session.rollback()
-        raise
     notifications.enqueue("reschedule", moved.id,
                           key=notifications.reschedule_key(moved.id, moved.reschedule_count))
     return moved

@@ -182,18 +182,17 @@ def test_a_reschedule_racing_a_new_hold(app, studio, paid_lesson):
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
 
 
-def _race(app, studio, actions):
+def _race(app, studio, actions, *, done="moved", refusals=((SlotUnavailable, "taken"),)):
+    """Run `actions` at the same moment, each in its own thread; returns their outcomes."""
     barrier, outcomes, lock = threading.Barrier(len(actions)), [], threading.Lock()
 
     def run(action):
         barrier.wait(timeout=10)
         try:
             action()
-            result = "moved"
-        except SlotUnavailable:
-            result = "taken"
+            result = done
         except Exception as error:
-            result = f"error: {error!r}"
+            result = next((label for kind, label in refusals if isinstance(error, kind)), f"error: {error!r}")
         with lock:
             outcomes.append(result)
 
@@ -398,25 +397,12 @@ def test_two_cancels_at_once_cancel_and_refund_once(app, studio, paid_lesson):
     day = days_ahead(studio, 3)
     booking_id = paid_lesson(local(studio, day, "10:00"))
     late = local(studio, day, "10:00").astimezone(timezone.utc) - timedelta(hours=2)
-    outcomes, barrier, lock = [], threading.Barrier(2), threading.Lock()
 
     def cancel():
-        barrier.wait(timeout=10)
-        try:
-            _service(app, studio, lesson_changes.cancel, booking_id, now=late)
-            result = "cancelled"
-        except lesson_changes.PolicyRefusal:
-            result = "refused"
-        except Exception as error:
-            result = repr(error)
-        with lock:
-            outcomes.append(result)
+        _service(app, studio, lesson_changes.cancel, booking_id, now=late)
 
-    threads = [threading.Thread(target=cancel) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = _race(app, studio, [cancel, cancel], done="cancelled",
+                     refusals=((lesson_changes.PolicyRefusal, "refused"),))
     assert sorted(outcomes) == ["cancelled", "refused"], outcomes
     drain(app)
     row = booking_row(app, booking_id)
