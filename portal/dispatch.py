@@ -24,6 +24,7 @@ JOBS = {
     "prune_webhook_signatures": "portal.jobs.sweeps.prune_webhook_signatures",
     "process_refund": "portal.jobs.refunds.process_refund",
     "send_notification": "portal.jobs.notifications.send_notification",
+    "send_account_email": "portal.jobs.notifications.send_account_email",
     "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
     "requeue_stale_refunds": "portal.jobs.refunds.requeue_stale_refunds",
 }
@@ -95,12 +96,13 @@ class InProcessDispatcher:
         with self.app.app_context():
             try:
                 _resolve(name)(*args)
-            except Exception:
+            except Exception as error:
                 if attempt > len(self.retry_delays):
                     log.exception("job %s%r failed on its last attempt", name, args)
                     return
                 delay = self.retry_delays[attempt - 1]
-                log.warning("job %s%r failed (attempt %d); retrying in %ss", name, args, attempt, delay)
+                log.warning("job %s%r failed (attempt %d: %s: %s); retrying in %ss", name, args, attempt,
+                            type(error).__name__, error, delay)
                 timer = threading.Timer(delay, self._retry, (name, args, attempt + 1))
                 timer.daemon = True
                 with self._lock:

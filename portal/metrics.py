@@ -15,8 +15,8 @@ import time
 
 from flask import Flask, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
 
 from portal.payments.signatures import SIGNATURE_CODES

@@ -6,9 +6,9 @@ from sqlalchemy import func, select
 
 from portal import tenancy
 from portal.blueprints.context import ops_required
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, Studio
-from portal.clock import utcnow
 from portal.services import reconciliation
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")

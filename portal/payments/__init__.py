@@ -5,8 +5,13 @@ Only `portal.payments.stripe_provider` imports the `stripe` SDK. Everything else
 """
 from flask import Flask, current_app
 
-from portal.payments.provider import (CheckoutSession, PaymentProvider, PaymentProviderError, ProviderRefund,
-                                      TransientProviderError)
+from portal.payments.provider import (
+    CheckoutSession,
+    PaymentProvider,
+    PaymentProviderError,
+    ProviderRefund,
+    TransientProviderError,
+)
 
 
 def init_app(app: Flask) -> None:

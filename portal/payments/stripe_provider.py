@@ -9,8 +9,13 @@ from datetime import datetime, timezone
 
 import stripe
 
-from portal.payments.provider import (CheckoutSession, PaymentProviderError, ProviderEvent, ProviderRefund,
-                                      TransientProviderError)
+from portal.payments.provider import (
+    CheckoutSession,
+    PaymentProviderError,
+    ProviderEvent,
+    ProviderRefund,
+    TransientProviderError,
+)
 
 #: A request that takes longer is treated as a passing failure (the job retries; a student sees a clear error).
 STRIPE_TIMEOUT_SEC = 15

@@ -7,8 +7,16 @@ from sqlalchemy import func, select
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentStatus, Refund, RefundStatus,
-                           WebhookEvent)
+from portal.models import (
+    Booking,
+    BookingStatus,
+    EventStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    WebhookEvent,
+)
 
 BACKLOG_STATUSES = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRY,
                     EventStatus.DEAD)
