@@ -1,16 +1,26 @@
 """One module per concept; importing this package registers every table on `db.metadata`."""
 from portal.models.audit import AuditEntry
 from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus, MakeupCredit, Reschedule
-from portal.models.notifications import NotificationLog
-from portal.models.payments import (EventStatus, Payment, PaymentFlag, PaymentStatus, Refund, RefundStatus,
-                                     WebhookEvent, WebhookSignature)
 from portal.models.catalog import Package, Resource, ResourceKind
+from portal.models.notifications import NotificationLog
+from portal.models.payments import (
+                                     EventStatus,
+                                     Payment,
+                                     PaymentFlag,
+                                     PaymentStatus,
+                                     Refund,
+                                     RefundStatus,
+                                     WebhookEvent,
+                                     WebhookSignature,
+)
 from portal.models.schedule import AvailabilityRule, Blackout
 from portal.models.studios import Studio
+from portal.models.tokens import AccountToken, TokenPurpose
 from portal.models.users import Membership, Role, User
 
 __all__ = [
-    "AuditEntry", "AvailabilityRule", "EventStatus", "Payment", "PaymentFlag", "PaymentStatus", "Refund",
-    "RefundStatus", "WebhookEvent", "WebhookSignature", "Blackout", "Booking", "BookingStatus", "LIVE_STATUSES", "MakeupCredit", "Membership", "NotificationLog",
-    "Package", "Reschedule", "Resource", "ResourceKind", "Role", "Studio", "User",
+    "AccountToken", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus", "EventStatus",
+    "LIVE_STATUSES", "MakeupCredit", "Membership", "NotificationLog", "Package", "Payment", "PaymentFlag",
+    "PaymentStatus", "Refund", "RefundStatus", "Reschedule", "Resource", "ResourceKind", "Role", "Studio",
+    "TokenPurpose", "User", "WebhookEvent", "WebhookSignature",
 ]

@@ -38,8 +38,10 @@ class UTCDateTime(TypeDecorator):
 
 
 def str_enum(cls: type[enum.Enum], length: int = 32) -> Enum:
-    """A Python enum stored as its string values (VARCHAR), the same on SQLite and PostgreSQL."""
-    return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
+    """A Python enum stored as its string values (VARCHAR), the same on SQLite and PostgreSQL, with a CHECK
+    constraint (`ck_<table>_<enum name>`) so the database refuses a value the enum does not have."""
+    return Enum(cls, native_enum=False, create_constraint=True, length=length,
+                values_callable=lambda e: [m.value for m in e])
 
 
 class TimestampMixin:

@@ -13,12 +13,13 @@ from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime, str_enu
 
 
 class BookingStatus(str, enum.Enum):
+    """A booking's life; `portal.services.states.booking` owns every change of it. A move keeps a booking
+    `confirmed` (its history is in `reschedules`); money refunded is the payment's state, not the booking's."""
+
     HELD = "held"
     CONFIRMED = "confirmed"
-    CANCELLED = "cancelled"
-    RESCHEDULED = "rescheduled"
-    REFUNDED = "refunded"
-    EXPIRED = "expired"
+    CANCELLED = "cancelled"   # by the student (under the policy) or the studio; refunds live on the payment
+    EXPIRED = "expired"       # a hold that ended unpaid (timed out, given up, or its payment failed)
 
 
 #: Statuses that occupy their slot. The no-overlap constraint (an exclusion constraint on PostgreSQL,
@@ -102,4 +103,3 @@ class MakeupCredit(TenantMixin, TimestampMixin, db.Model):
     student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), unique=True, nullable=False)
     minutes: Mapped[int] = mapped_column(Integer, nullable=False)
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

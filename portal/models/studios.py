@@ -30,6 +30,8 @@ class Studio(TimestampMixin, db.Model):
     name: Mapped[str] = mapped_column(String(120), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False, default="usd")
+    # How dates, times and money read on the studio's pages and emails (a CLDR locale such as en_US, en_GB).
+    locale: Mapped[str] = mapped_column(String(16), nullable=False, default="en_US")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     buffer_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=10)
     min_notice_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=120)

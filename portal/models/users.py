@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models.base import TimestampMixin, str_enum
+from portal.models.base import TimestampMixin, UTCDateTime, str_enum
 
 
 class Role(str, enum.Enum):
@@ -28,6 +29,10 @@ class User(UserMixin, TimestampMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     is_platform_ops: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Sign-up is finished when the owner of the address follows the link we email; until then no login.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session's identity (`get_id`): raising it ends all of the user's sessions (logout, password).
+    session_generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -38,6 +43,10 @@ class User(UserMixin, TimestampMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    def get_id(self) -> str:
+        """What the session stores: the id and the session generation, so ended sessions stop working."""
+        return f"{self.id}:{self.session_generation}"
 
     def has_role(self, studio_id: int, role: Role) -> bool:
         return any(m.studio_id == studio_id and m.role == role for m in self.memberships)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.extensions import db
@@ -13,23 +13,16 @@ from portal.models import Booking, BookingStatus, Studio, User
 from portal.services import availability
 from portal.services.checkout import hold_expiry
 from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
+from portal.services.states import booking as booking_states
+from portal.services.timeinput import parse_instant
 
 #: A student may keep this many unpaid holds at once, so nobody can sit on a studio's whole week.
 MAX_OPEN_HOLDS = 3
 
 
 def parse_start(raw: str | None) -> datetime:
-    """An ISO 8601 instant with a UTC offset, as the availability API gives it."""
-    if not raw:
-        raise InvalidInput("Pick a time.", code="start_missing", field="start")
-    try:
-        start = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-        if start.tzinfo is None:
-            raise InvalidInput("The time must carry its UTC offset.", code="start_invalid", field="start")
-        return start.astimezone(timezone.utc)
-    except (ValueError, OverflowError):  # not a time, or one outside the representable years
-        raise InvalidInput("Times look like 2026-12-31T16:00:00-05:00.", code="start_invalid",
-                           field="start") from None
+    """The lesson start a form posted: an ISO 8601 instant with its UTC offset, as the availability API gives it."""
+    return parse_instant(raw, field="start")
 
 
 def _is_overlap_violation(error: IntegrityError) -> bool:
@@ -55,6 +48,9 @@ def slot_write(outcome: str):
         db.session.rollback()
         if "locked" in str(error.orig):
             raise SlotUnavailable(f"That time is being booked right now. {outcome}") from None
+        raise
+    except Exception:
+        db.session.rollback()
         raise
 
 
@@ -94,23 +90,39 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     # Start a fresh transaction whose first statement writes: on SQLite it then waits its turn for the write
     # lock instead of failing because it read an older snapshot.
     db.session.commit()
-    with slot_write("Please pick another."):
-        expire_stale_holds(resource_id=resource_id, start=start, until=occupied_until, now=now)
-        db.session.add(booking)
-        db.session.commit()
+    try:
+        with slot_write("Please pick another."):
+            booking_states.release_overlapping_expired(resource_id=resource_id, start=start, until=occupied_until,
+                                                       now=now)
+            db.session.add(booking)
+            db.session.commit()
+    except SlotUnavailable:
+        own = _own_live_hold(student.id, resource_id, start, occupied_until, now)
+        if own is not None:
+            raise AlreadyYours(*own) from None
+        raise
     return booking
 
 
-def expire_stale_holds(*, resource_id: int, start: datetime, until: datetime, now: datetime) -> int:
-    """Mark holds past their expiry that overlap [start, until) as expired, so they stop occupying the slot."""
-    result = db.session.execute(
-        update(Booking)
-        .where(Booking.resource_id == resource_id, Booking.status == BookingStatus.HELD,
-               Booking.hold_expires_at <= now, Booking.start_at < until, Booking.occupied_until > start)
-        .values(status=BookingStatus.EXPIRED, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
+class AlreadyYours(SlotUnavailable):
+    """The student asked for a time their own unpaid hold covers (a second tab, a double submit)."""
+
+    code = "already_held"
+
+    def __init__(self, booking_id: int, same_time: bool):
+        super().__init__("You are already holding this time: pay for it to confirm it." if same_time else
+                         "You are already holding a lesson that overlaps this time: pay for it or release it first.")
+        self.booking_id = booking_id
+
+
+def _own_live_hold(student_id: int, resource_id: int, start: datetime, until: datetime,
+                   now: datetime) -> tuple[int, bool] | None:
+    """The student's live hold on the resource overlapping [start, until), and whether it starts at `start`."""
+    row = db.session.execute(select(Booking.id, Booking.start_at).where(
+        Booking.student_id == student_id, Booking.resource_id == resource_id, Booking.status == BookingStatus.HELD,
+        Booking.hold_expires_at > now, Booking.start_at < until, Booking.occupied_until > start)
+        .order_by(Booking.start_at != start).limit(1)).first()
+    return (row.id, row.start_at == start) if row is not None else None
 
 
 def get_booking_for(user: User, booking_id: int, *, as_admin: bool) -> Booking:

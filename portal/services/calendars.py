@@ -17,7 +17,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from portal import tenancy
+from portal import formatting, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Membership, Role, Studio, User
 
@@ -26,8 +26,7 @@ UID_DOMAIN = "studio-portal"
 #: How far back the feed reaches: enough for "what did I have last month", small enough to stay light.
 FEED_HISTORY = timedelta(days=90)
 #: Bookings a feed carries: lessons that happen, and ones that no longer do (so subscribers remove them).
-#: A rescheduled or refunded booking no longer occupies its slot, so it is published as cancelled.
-FEED_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.CANCELLED, BookingStatus.REFUNDED, BookingStatus.RESCHEDULED)
+FEED_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.CANCELLED)
 #: How often subscribing apps should poll (many ignore it; the feed's Cache-Control matches it roughly).
 REFRESH_INTERVAL = timedelta(hours=1)
 
@@ -46,9 +45,10 @@ def event_status(booking: Booking) -> str:
 
 def _local_description(booking: Booking) -> str:
     studio = booking.studio
-    start = booking.start_at.astimezone(studio.tz)
-    end = booking.end_at.astimezone(studio.tz)
-    when = (f"{start:%A %-d %B %Y}, {start:%-I:%M %p} – {end:%-I:%M %p} {end.tzname() or ''}".rstrip()
+    tz, locale = studio.tz, studio.locale
+    end = booking.end_at.astimezone(tz)
+    when = (f"{formatting.day(booking.start_at, locale, tz)}, {formatting.clock(booking.start_at, locale, tz)} – "
+            f"{formatting.clock(end, locale, tz)} {end.tzname() or ''}".rstrip()
             + f" ({studio.timezone.replace('_', ' ')} time)")
     lines = [
         f"{booking.package.name} at {studio.name}",

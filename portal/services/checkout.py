@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
-
 from portal import metrics
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, Payment, PaymentStatus, User
+from portal.models import Booking, BookingStatus, Payment, User
 from portal.payments import PaymentProvider, PaymentProviderError
+from portal.services import audit
 from portal.services.errors import DomainError
+from portal.services.states import booking as booking_states
+from portal.services.states.machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ def start_checkout(*, booking: Booking, student: User, provider: PaymentProvider
     except PaymentProviderError as error:
         log.warning("checkout for booking %s failed: %s", booking_id, error)
         metrics.checkout_failures.inc()
-        db.session.execute(update(Booking).where(Booking.id == booking_id, Booking.status == BookingStatus.HELD)
-                           .values(status=BookingStatus.EXPIRED, updated_at=now))
+        booking_states.release(booking_id, now=now, actor=audit.SYSTEM,
+                               note=f"The payment service could not open Checkout: {error}"[:500])
         db.session.commit()
         raise CheckoutUnavailable("We could not reach the payment service, so your time was released. "
                                   "Please try again in a moment.") from None
@@ -58,34 +59,36 @@ def hold_expiry(now: datetime, hold_minutes: int) -> datetime:
     return now + timedelta(minutes=max(hold_minutes, 30), seconds=60)
 
 
-def release_hold(*, booking: Booking, provider: PaymentProvider, now: datetime) -> bool:
-    """Free a held slot the student gave up on and expire its Checkout Session. False if it was not released.
+def release_hold(*, booking: Booking, provider: PaymentProvider, now: datetime, actor: audit.Actor) -> None:
+    """Free a held slot the student gave up on and expire its Checkout Session.
 
-    The status changes are conditional updates, so a payment settling at the same moment wins: a booking it
-    confirmed, or a payment it marked paid, is never turned back.
+    Raises `IllegalTransition` (409) when the booking is not a hold any more (paid, cancelled, released) or its
+    payment is under way. A payment settling at the same moment wins: the transitions are conditional updates,
+    and a session Stripe reports complete keeps the hold for its webhook to confirm.
     """
-    if booking.status != BookingStatus.HELD:
-        return False
-    payment = booking.payment
-    if payment is not None and payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
-        return False  # money is moving: the webhook decides
     booking_id = booking.id
+    payment = booking.payment
     session_id = payment.checkout_session_id if payment is not None else None
+    if not booking_states.MACHINE.allows("release", booking.status):
+        raise IllegalTransition(_not_releasable(booking), current=booking.status)
     db.session.commit()
     if session_id is not None and _session_completed(provider, session_id):
-        return False  # paid in another tab meanwhile: keep the slot for the webhook to confirm
-    released = db.session.execute(
-        update(Booking).where(Booking.id == booking_id, Booking.status == BookingStatus.HELD)
-        .values(status=BookingStatus.EXPIRED, updated_at=now)).rowcount
-    if released:
-        db.session.execute(update(Payment).where(Payment.booking_id == booking_id,
-                                                 Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.FAILED)))
-                           .values(status=PaymentStatus.EXPIRED, updated_at=now))
+        raise IllegalTransition("Your payment has just gone through, so this time stays yours. "
+                                "The booking confirms in a moment.", current=BookingStatus.HELD)
+    booking_states.release(booking_id, now=now, actor=actor, note="Given up before paying.")
     db.session.commit()
     db.session.expire_all()
-    if released and session_id is not None:
+    if session_id is not None:
         expire_session_quietly(provider, session_id)
-    return bool(released)
+
+
+def _not_releasable(booking: Booking) -> str:
+    if booking.status == BookingStatus.CONFIRMED:
+        return ("This lesson is paid and confirmed, so there is no hold to release. "
+                "To cancel it, use Cancel lesson on the booking page.")
+    if booking.status == BookingStatus.EXPIRED:
+        return "This hold was already released; the time is free again."
+    return f"This booking is {booking.status.value}, so there is no hold to release."
 
 
 def _session_completed(provider: PaymentProvider, session_id: str) -> bool:

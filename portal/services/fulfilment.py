@@ -9,14 +9,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal import metrics, tenancy
 from portal.extensions import db
-from portal.models import BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
+from portal.models import BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import notifications, refunds
+from portal.services import audit, notifications, refunds
+from portal.services.errors import NotFound
+from portal.services.states import booking as booking_states
+from portal.services.states import payment as payments
+from portal.services.states import webhook_event as events
+from portal.services.states.machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +38,31 @@ class RetryLater(Exception):
     """Processing failed for a reason that may pass (network, provider, database); the job is retried."""
 
 
-def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PROCESSING_LEASE) -> bool:
-    """Take the event for processing. An event whose lease ran out after its last attempt (its worker died every
-    time) is marked dead instead of being tried forever."""
-    stale = (WebhookEvent.status == EventStatus.PROCESSING) & (WebhookEvent.updated_at < now - lease)
-    claimable = or_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)), stale)
-    result = db.session.execute(
-        update(WebhookEvent).where(WebhookEvent.id == event_id, claimable, WebhookEvent.attempts < max_attempts)
-        .values(status=EventStatus.PROCESSING, attempts=WebhookEvent.attempts + 1, updated_at=now))
-    if result.rowcount != 1:
-        buried = db.session.execute(
-            update(WebhookEvent).where(WebhookEvent.id == event_id, stale, WebhookEvent.attempts >= max_attempts)
-            .values(status=EventStatus.DEAD, updated_at=now,
-                    last_error="the worker processing it stopped before finishing, on every attempt"))
-        if buried.rowcount:
-            metrics.webhook_events.labels("dead").inc()
-    db.session.commit()
-    return result.rowcount == 1
+def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PROCESSING_LEASE) -> int | None:
+    """Take the event for processing; returns the attempt's number, or None when it is not ours to process. An
+    event whose lease ran out after its last attempt (its worker died every time) is marked dead instead of being
+    tried forever."""
+    try:
+        attempt = events.claim(event_id, now=now, max_attempts=max_attempts, lease=lease)
+        db.session.commit()
+        return attempt
+    except (IllegalTransition, NotFound):
+        db.session.rollback()
+    try:
+        events.bury(event_id, now=now, abandoned_after=(lease, max_attempts),
+                    error="the worker processing it stopped before finishing, on every attempt")
+        db.session.commit()
+        metrics.webhook_events.labels("dead").inc()
+    except (IllegalTransition, NotFound):
+        db.session.rollback()
+    return None
 
 
 def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, max_attempts: int,
                   lease: timedelta = PROCESSING_LEASE) -> str:
     """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow."""
-    if not claim(event_id, now, max_attempts, lease):
+    attempt = claim(event_id, now, max_attempts, lease)
+    if attempt is None:
         return "skipped"
     event = db.session.get(WebhookEvent, event_id)
     try:
@@ -67,29 +74,35 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
         permanent = isinstance(error, PaymentProviderError) and not isinstance(error, TransientProviderError)
         if not isinstance(error, (PaymentProviderError, OperationalError)):
             log.exception("unexpected error processing event %s", event_id)
-        return _failed(event_id, f"{type(error).__name__}: {error}", now, 1 if permanent else max_attempts)
-    event = db.session.get(WebhookEvent, event_id)
-    event.status = EventStatus.IGNORED if outcome == "ignored" else EventStatus.PROCESSED
-    event.processed_at = event.updated_at = now
-    event.last_error = ""
-    db.session.commit()
-    metrics.webhook_events.labels(event.status.value).inc()
+        return _failed(event_id, attempt, f"{type(error).__name__}: {error}", now,
+                       1 if permanent else max_attempts)
+    try:
+        events.finish(event_id, now=now, attempt=attempt, ignored=outcome == "ignored")
+        db.session.commit()
+    except IllegalTransition as superseded:  # our lease ran out and a newer attempt owns the event
+        db.session.rollback()
+        log.warning("event %s: %s", event_id, superseded.message)
+        return "superseded"
+    metrics.webhook_events.labels("ignored" if outcome == "ignored" else "processed").inc()
     return outcome
 
 
-def _failed(event_id: int, error: str, now: datetime, max_attempts: int) -> str:
-    event = db.session.get(WebhookEvent, event_id)
-    event.last_error = error[:2000]
-    event.updated_at = now
+def _failed(event_id: int, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
     metrics.webhook_events.labels("error").inc()
-    if event.attempts >= max_attempts:
-        event.status = EventStatus.DEAD
+    try:
+        if attempt >= max_attempts:
+            events.bury(event_id, now=now, attempt=attempt, error=error)
+        else:
+            events.retry(event_id, now=now, attempt=attempt, error=error)
         db.session.commit()
+    except IllegalTransition as superseded:
+        db.session.rollback()
+        log.warning("event %s: %s", event_id, superseded.message)
+        return "superseded"
+    if attempt >= max_attempts:
         metrics.webhook_events.labels("dead").inc()
-        log.error("event %s is dead after %d attempts: %s", event.provider_event_id, event.attempts, error)
+        log.error("event %s is dead after %d attempts: %s", event_id, attempt, error)
         return "dead"
-    event.status = EventStatus.RETRY
-    db.session.commit()
     metrics.webhook_events.labels("retry").inc()
     raise RetryLater(error)
 
@@ -104,7 +117,7 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
         payment_id, session_id = payment.id, payment.checkout_session_id
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
         session = provider.retrieve_checkout_session(session_id)
-        return _apply_session(event.type, db.session.get(Payment, payment_id), session, provider, now)
+        return _apply_session_fresh(event.type, payment_id, session, provider, now)
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
     if event.type in REFUND_EVENTS:
@@ -118,22 +131,40 @@ def _payment_for_session(session_id) -> Payment | None:
     return db.session.scalar(select(Payment).where(Payment.checkout_session_id == session_id))
 
 
+def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSession, provider: PaymentProvider,
+                         now: datetime) -> str:
+    """Apply Stripe's view of a session to the payment as it is now. The webhook, the student's return page and
+    the sweeps may act on one payment at once; a transition refused because another got there first is applied
+    again against the fresh state (every step is idempotent), so the outcome does not depend on who won."""
+    for attempt in range(3):
+        try:
+            return _apply_session(event_type, db.session.get(Payment, payment_id), session, provider, now)
+        except IllegalTransition:
+            db.session.rollback()
+            db.session.expire_all()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, provider: PaymentProvider,
                    now: datetime) -> str:
     if session.payment_status in ("paid", "no_payment_required"):
         return _settle(payment, session, provider, now)
     booking = payment.booking
-    if event_type == "checkout.session.async_payment_failed" or session.status == "expired":
-        if payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
-            payment.status = (PaymentStatus.FAILED if event_type == "checkout.session.async_payment_failed"
-                              else PaymentStatus.EXPIRED)
-            if booking.status == BookingStatus.HELD:
-                booking.status = BookingStatus.EXPIRED
-                booking.updated_at = now
-            db.session.commit()
+    async_failed = event_type == "checkout.session.async_payment_failed"
+    if async_failed or session.status == "expired":
+        if async_failed and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+            payments.fail(payment.id, now=now, error="The delayed payment failed.")
+        if booking.status == BookingStatus.HELD:  # expires a payment still pending with it
+            booking_states.release(booking.id, now=now, actor=audit.SYSTEM,
+                                   note="The payment failed." if async_failed else "Checkout expired unpaid.")
+        elif payment.status == PaymentStatus.PENDING:
+            payments.expire(payment.id, now=now)
+        db.session.commit()
         return "processed"
     if session.status == "complete" and payment.status == PaymentStatus.PENDING:
-        payment.status = PaymentStatus.PROCESSING  # a delayed payment method: wait for async_payment_*
+        payments.process(payment.id, now=now)  # a delayed payment method: wait for async_payment_*
         db.session.commit()
     return "processed"
 
@@ -143,53 +174,49 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
                           PaymentStatus.PARTIALLY_REFUNDED):
         return "processed"  # already settled: a redelivery or a second event about the same session
-    payment.payment_intent_id = session.payment_intent_id
-    payment.amount_received_minor = session.amount_total
-    payment.received_currency = (session.currency or "").lower() or None
-    if session.amount_total != payment.amount_minor or payment.received_currency != payment.currency.lower():
-        payment.status = PaymentStatus.MISMATCH
-        payment.raise_flag(PaymentFlag.AMOUNT_MISMATCH,
-                           f"expected {payment.amount_minor} {payment.currency}, "
-                           f"Stripe reports {session.amount_total} {session.currency}")
+    received = dict(amount_minor=session.amount_total, currency=session.currency,
+                    intent_id=session.payment_intent_id)
+    if session.amount_total != payment.amount_minor or (session.currency or "").lower() != payment.currency.lower():
+        detail = (f"expected {payment.amount_minor} {payment.currency}, "
+                  f"Stripe reports {session.amount_total} {session.currency}")
+        payments.flag_mismatch(payment.id, now=now, detail=detail, **received)
         db.session.commit()
-        log.error("amount mismatch on payment %s: %s", payment.id, payment.flag_detail)
+        log.error("amount mismatch on payment %s: %s", payment.id, detail)
         return "processed"  # never retried: a person must look at it
 
     booking = payment.booking
-    payment.status = PaymentStatus.PAID
-    payment.paid_at = now
-    if booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED):
-        # The policy in force when it was paid decides its fate (read before the change: no early autoflush).
+    payment_id, booking_id, booking_status = payment.id, booking.id, booking.status
+    if booking_status in (BookingStatus.HELD, BookingStatus.EXPIRED):
+        # The policy in force when it was paid decides its fate.
         snapshot = booking.studio.policy_snapshot()
-        booking.status = BookingStatus.CONFIRMED
-        booking.policy = snapshot
-        booking.updated_at = now
         try:
+            payments.settle(payment_id, now=now, **received)
+            booking_states.confirm(booking_id, now=now, policy=snapshot)
             db.session.commit()
-            notifications.enqueue("confirmation", booking.id, key=notifications.confirmation_key(booking.id))
-            return "processed"
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
-    else:
-        db.session.commit()
-        if booking.status == BookingStatus.CONFIRMED:
+        else:
+            notifications.enqueue("confirmation", booking_id, key=notifications.confirmation_key(booking_id))
             return "processed"
-    return _refund_unplaceable(payment.id, session, now)
+    elif booking_status == BookingStatus.CONFIRMED:
+        payments.settle(payment_id, now=now, **received)
+        db.session.commit()
+        return "processed"
+    return _refund_unplaceable(payment_id, session, now)
 
 
 def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:
     """The money arrived but the slot is gone: record the full refund in the same transaction as the payment, so
     no retry or crash can leave a flagged-as-refunded payment without its refund, then queue it."""
+    payments.settle(payment_id, now=now, amount_minor=session.amount_total, currency=session.currency,
+                    intent_id=session.payment_intent_id, flag=PaymentFlag.PAID_AFTER_EXPIRY,
+                    flag_detail="paid after the hold expired and the slot was taken: refunded in full")
     payment = db.session.get(Payment, payment_id)
-    payment.payment_intent_id = session.payment_intent_id
-    payment.amount_received_minor = session.amount_total
-    payment.received_currency = (session.currency or "").lower() or None
-    payment.status = PaymentStatus.PAID
-    payment.paid_at = payment.paid_at or now
-    payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY,
-                       "paid after the hold expired and the slot was taken: refunded in full")
+    db.session.refresh(payment)
     refund_id = refunds.record(payment=payment, amount_minor=payment.paid_minor, reason="slot_unavailable",
-                               purpose_key=f"payment:{payment.id}:slot_unavailable").id
+                               purpose_key=f"payment:{payment.id}:slot_unavailable", now=now, actor=audit.SYSTEM,
+                               note="Paid after the hold expired, and the time was booked by someone else: "
+                                    "refunded in full.").id
     db.session.commit()
     refunds.queue(refund_id)
     return "processed"
@@ -202,7 +229,7 @@ def _refund_changed(obj: dict, provider: PaymentProvider, now: datetime) -> str:
         return "ignored"
     payment_id = payment.id
     db.session.commit()
-    refunds.refresh_pending(payment_id, provider)
+    refunds.refresh_pending(payment_id, provider, now=now)
     return "processed"
 
 
@@ -224,4 +251,4 @@ def sync_from_provider(payment_id: int, session_id: str, provider: PaymentProvid
     """The student is back from Checkout: ask Stripe directly instead of only waiting for the webhook.
     Safe alongside the webhook's own processing: settling is idempotent. The caller holds no transaction."""
     session = provider.retrieve_checkout_session(session_id)
-    _apply_session("checkout.return", db.session.get(Payment, payment_id), session, provider, now)
+    _apply_session_fresh("checkout.return", payment_id, session, provider, now)

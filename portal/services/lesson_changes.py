@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import update
-
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, MakeupCredit, Reschedule, Studio, User
+from portal.models import Booking, MakeupCredit, Studio, User
 from portal.services import availability, notifications, refunds
-from portal.services.bookings import expire_stale_holds, parse_start, slot_write
+from portal.services.audit import Actor
+from portal.services.bookings import parse_start, slot_write
 from portal.services.errors import Conflict, DomainError, InvalidInput
 from portal.services.policy import cancel_terms, reschedule_decision
+from portal.services.states import booking as booking_states
 
 
 class PolicyRefusal(Conflict):
@@ -39,27 +39,17 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
                            code="start_not_bookable", field="start")
 
     duration = booking.end_at - booking.start_at
-    move = dict(booking_id=booking.id, from_resource=booking.resource_id, from_start=booking.start_at,
-                to_resource=offer.resource.id, start=start, end=start + duration,
-                until=start + duration + studio.buffer, lead=int((booking.start_at - now).total_seconds() // 60),
-                count=booking.reschedule_count)
+    booking_id, expected_moves = booking.id, booking.reschedule_count
     db.session.commit()  # the move's transaction starts with a write (see bookings.hold_slot)
     with slot_write("Your lesson stays where it was."):
-        expire_stale_holds(resource_id=move["to_resource"], start=move["start"], until=move["until"], now=now)
-        moved = db.session.get(Booking, move["booking_id"])
-        if moved.reschedule_count != move["count"] or moved.status != BookingStatus.CONFIRMED:
-            db.session.rollback()
-            raise Conflict("This lesson changed meanwhile. Reload the page and try again.")
-        moved.resource_id, moved.start_at, moved.end_at = move["to_resource"], move["start"], move["end"]
-        moved.occupied_until = move["until"]
-        moved.reschedule_count += 1
-        moved.ical_sequence += 1
-        moved.updated_at = now
-        db.session.add(Reschedule(studio_id=studio.id, booking_id=moved.id, actor_id=actor.id,
-                                  from_resource_id=move["from_resource"], from_start_at=move["from_start"],
-                                  to_resource_id=move["to_resource"], to_start_at=move["start"],
-                                  lead_minutes=move["lead"], created_at=now))
+        booking_states.release_overlapping_expired(resource_id=offer.resource.id, start=start,
+                                                   until=start + duration + studio.buffer, now=now)
+        moved = db.session.get(Booking, booking_id)
+        booking_states.move(moved, now=now, actor=Actor.of(actor), resource_id=offer.resource.id, start=start,
+                            end=start + duration, until=start + duration + studio.buffer,
+                            expected_moves=expected_moves, note="Moved by the student.")
         db.session.commit()
+    db.session.refresh(moved)
     notifications.enqueue("reschedule", moved.id,
                           key=notifications.reschedule_key(moved.id, moved.reschedule_count))
     return moved
@@ -78,25 +68,22 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
         raise PolicyRefusal(terms.reason)
     # One transaction: the slot is freed, the penalty noted and the refund owed recorded together; a concurrent
     # cancel of the same lesson finds it no longer confirmed and changes nothing.
-    cancelled = db.session.execute(
-        update(Booking).where(Booking.id == booking.id, Booking.status == BookingStatus.CONFIRMED)
-        .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now,
-                ical_sequence=Booking.ical_sequence + 1, penalty_reason="late_cancel" if terms.late else None)
-        .execution_options(synchronize_session=False))
-    if cancelled.rowcount != 1:
-        db.session.rollback()
-        raise PolicyRefusal("This lesson is no longer confirmed.")
-    if terms.makeup:
-        db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
-                                    booking_id=booking.id, minutes=booking.duration_minutes))
-    refund_id = None
-    if payment is not None and terms.refund_minor > 0:
-        try:
-            refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor,
-                                       reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel").id
-        except DomainError:
-            db.session.rollback()  # nothing changes: the lesson stays confirmed
-            raise
+    who = Actor.of(actor)
+    booking_id = booking.id
+    try:
+        booking_states.cancel(booking_id, now=now, actor=who, late=terms.late,
+                              note="Cancelled late by the student." if terms.late else "Cancelled by the student.")
+        if terms.makeup:
+            db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
+                                        booking_id=booking_id, minutes=booking.duration_minutes))
+        refund_id = None
+        if payment is not None and terms.refund_minor > 0:
+            refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
+                                       reason="requested_by_customer", purpose_key=f"booking:{booking_id}:cancel",
+                                       note="Refund owed by the cancellation policy.").id
+    except DomainError:
+        db.session.rollback()  # nothing changes: the lesson stays confirmed
+        raise
     db.session.commit()
     db.session.refresh(booking)
     if refund_id is not None:

@@ -10,9 +10,12 @@ from sqlalchemy import func, select, update
 
 from portal import dispatch, metrics, tenancy
 from portal.extensions import db
-from portal.models import Payment, PaymentFlag, PaymentStatus, Refund, RefundStatus
+from portal.models import Payment, PaymentFlag, Refund, RefundStatus
 from portal.payments import PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services.errors import DomainError
+from portal.services import audit
+from portal.services.errors import InvalidInput
+from portal.services.states import payment as payment_states
+from portal.services.states import refund as refund_states
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +34,24 @@ def refundable(payment: Payment) -> int:
     return payment.paid_minor - committed
 
 
-def record(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str) -> Refund:
-    """Add a pending refund to the session; the caller commits it with the change that owes it, then `queue`s it."""
+def record(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str, now: datetime,
+           actor: audit.Actor | None = None, note: str = "") -> Refund:
+    """Add a pending refund to the session; the caller commits it with the change that owes it, then `queue`s it.
+    With an `actor`, the refund is audited in the same transaction."""
     if amount_minor <= 0:
-        raise DomainError("A refund must be a positive amount.", code="refund_invalid")
+        raise InvalidInput("A refund must be a positive amount.", code="refund_invalid", field="amount")
     if amount_minor > refundable(payment):
-        raise DomainError("A refund cannot exceed what was paid.", code="refund_too_large")
+        raise InvalidInput("A refund cannot exceed what was paid.", code="refund_too_large", field="amount")
     refund = Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=amount_minor,
-                    currency=payment.currency, reason=reason, purpose_key=purpose_key)
+                    currency=payment.currency, reason=reason, purpose_key=purpose_key, created_at=now,
+                    updated_at=now)
     db.session.add(refund)
     db.session.flush()
+    if actor is not None:
+        audit.record(actor=actor, action="refund.create", target_type="refund", target_id=refund.id,
+                     studio_id=payment.studio_id, now=now, note=note,
+                     after={"status": refund.status.value, "amount_minor": amount_minor, "currency": refund.currency,
+                            "payment_id": payment.id, "reason": reason})
     return refund
 
 
@@ -66,56 +77,48 @@ def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attemp
     try:
         result = provider.create_refund(**call)
     except TransientProviderError as error:
-        return _failed(refund_id, str(error), final=attempts >= max_attempts)
+        return _failed(refund_id, str(error), now=now, final=attempts >= max_attempts)
     except PaymentProviderError as error:
-        return _failed(refund_id, str(error), final=True)
-    refund = db.session.get(Refund, refund_id)
-    record_result(refund.payment, refund, result.id, result.status)
-    return refund.status.value
+        return _failed(refund_id, str(error), now=now, final=True)
+    return record_result(refund_id, result.id, result.status, now=now)
 
 
-def _failed(refund_id: int, error: str, *, final: bool) -> str:
-    refund = db.session.get(Refund, refund_id)
-    refund.last_error = error[:2000]
+def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
     if not final:
+        db.session.execute(update(Refund).where(Refund.id == refund_id).values(last_error=error[:2000]))
         db.session.commit()
         metrics.refund_operations.labels("retry").inc()
         raise RetryLater(error)
-    refund.status = RefundStatus.FAILED
+    refund = db.session.get(Refund, refund_id)
+    refund_states.fail(refund_id, now=now, error=error)
     refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
                               f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
     db.session.commit()
     metrics.refund_operations.labels("failed").inc()
-    log.error("refund %s failed for good: %s", refund.id, error)
+    log.error("refund %s failed for good: %s", refund_id, error)
     return "failed"
 
 
-def record_result(payment: Payment, refund: Refund, provider_id: str, status: str) -> None:
-    """Apply the provider's word on a refund (from its answer or a later re-fetch)."""
-    refund.provider_refund_id = provider_id
-    if status == "succeeded" and refund.status != RefundStatus.SUCCEEDED:
-        refund.status = RefundStatus.SUCCEEDED
+def record_result(refund_id: int, provider_id: str, status: str, *, now: datetime) -> str:
+    """Apply the provider's word on a refund (from its answer or a later re-fetch); returns the refund's status."""
+    refund = db.session.get(Refund, refund_id)
+    if status == "succeeded" and refund.status == RefundStatus.PENDING:
+        refund_states.succeed(refund_id, now=now, provider_refund_id=provider_id)
         metrics.refund_operations.labels("succeeded").inc()
-    elif status in ("failed", "canceled") and refund.status != RefundStatus.FAILED:
-        refund.status = RefundStatus.FAILED
-        payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
+    elif status in ("failed", "canceled") and refund.status == RefundStatus.PENDING:
+        refund_states.fail(refund_id, now=now, error=f"Stripe reports the refund {status}",
+                           provider_refund_id=provider_id)
+        refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
         metrics.refund_operations.labels("failed").inc()
     elif status == "pending":
+        refund.provider_refund_id = provider_id
         metrics.refund_operations.labels("pending").inc()
-    _recompute(payment)
+    payment_states.record_refunds(refund.payment_id, now=now)
     db.session.commit()
+    return db.session.get(Refund, refund_id).status.value
 
 
-def _recompute(payment: Payment) -> None:
-    refunded = sum(r.amount_minor for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
-    payment.amount_refunded_minor = refunded
-    if refunded and refunded >= payment.paid_minor:
-        payment.status = PaymentStatus.REFUNDED
-    elif refunded:
-        payment.status = PaymentStatus.PARTIALLY_REFUNDED
-
-
-def refresh_pending(payment_id: int, provider: PaymentProvider) -> None:
+def refresh_pending(payment_id: int, provider: PaymentProvider, *, now: datetime) -> None:
     """Re-fetch refunds the provider reported as pending (after a refund or charge event)."""
     pending = db.session.execute(select(Refund.id, Refund.provider_refund_id).where(
         Refund.payment_id == payment_id, Refund.provider_refund_id.is_not(None),
@@ -123,8 +126,7 @@ def refresh_pending(payment_id: int, provider: PaymentProvider) -> None:
     db.session.commit()
     for refund_id, provider_id in pending:
         fresh = provider.retrieve_refund(provider_id)
-        refund = db.session.get(Refund, refund_id)
-        record_result(refund.payment, refund, fresh.id, fresh.status)
+        record_result(refund_id, fresh.id, fresh.status, now=now)
 
 
 def requeue_stale(*, now: datetime, stale_after: timedelta = STALE_AFTER, limit: int = 200) -> int:

@@ -4,14 +4,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select
 
 from portal import dispatch, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, EventStatus, Payment, PaymentStatus, WebhookEvent, WebhookSignature
 from portal.payments import PaymentProvider
+from portal.services import audit
 from portal.services.checkout import expire_session_quietly
 from portal.services.fulfilment import PROCESSING_LEASE
+from portal.services.states import booking as booking_states
+from portal.services.states import webhook_event as events
+from portal.services.states.machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -28,44 +32,50 @@ def release_expired_holds(*, provider: PaymentProvider, now: datetime, limit: in
             .where(Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
                    or_(Payment.id.is_(None), Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.FAILED))))
             .order_by(Booking.hold_expires_at).limit(limit)).all()
-        released = []
+        db.session.rollback()
+        released, sessions = 0, []
         for booking_id, session_id in rows:
-            result = db.session.execute(
-                update(Booking).where(Booking.id == booking_id, Booking.status == BookingStatus.HELD)
-                .values(status=BookingStatus.EXPIRED, updated_at=now))
-            db.session.execute(update(Payment).where(Payment.booking_id == booking_id,
-                                                     Payment.status == PaymentStatus.PENDING)
-                               .values(status=PaymentStatus.EXPIRED, updated_at=now))
-            db.session.commit()
-            if result.rowcount and session_id:
-                released.append(session_id)
-        for session_id in released:
+            try:
+                booking_states.release(booking_id, now=now, actor=audit.SYSTEM,
+                                       note="The hold expired before it was paid.")
+                db.session.commit()
+            except IllegalTransition:  # paid, or released by someone else, meanwhile
+                db.session.rollback()
+                continue
+            released += 1
+            if session_id:
+                sessions.append(session_id)
+        for session_id in sessions:
             expire_session_quietly(provider, session_id)
-    if rows:
-        log.info("released %d expired holds", len(rows))
-    return len(rows)
+    if released:
+        log.info("released %d expired holds", released)
+    return released
 
 
 def requeue_stuck_events(*, now: datetime, stuck_after: timedelta = STUCK_AFTER,
                          lease: timedelta = PROCESSING_LEASE, limit: int = 500) -> int:
-    """Queue again events that were stored but never processed (queue outage, killed worker)."""
-    stuck = db.session.scalars(
-        select(WebhookEvent.id).where(or_(
+    """Queue again events that were stored but never processed (queue outage, killed worker). An event held by a
+    worker whose lease ran out is queued without a change: the next claim takes it over."""
+    stuck = db.session.execute(
+        select(WebhookEvent.id, WebhookEvent.status).where(or_(
             WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY))
             & (WebhookEvent.updated_at < now - stuck_after),
             (WebhookEvent.status == EventStatus.PROCESSING) & (WebhookEvent.updated_at < now - lease),
         )).order_by(WebhookEvent.id).limit(limit)).all()
+    db.session.rollback()
     queued = 0
-    for event_id in stuck:
+    for event_id, status in stuck:
         try:
             dispatch.enqueue("process_webhook_event", event_id)
         except dispatch.DispatchError as error:
             log.warning("queue still unavailable, %d events wait: %s", len(stuck) - queued, error)
             break
-        db.session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id,
-                                                      WebhookEvent.status != EventStatus.PROCESSING)
-                           .values(status=EventStatus.QUEUED, updated_at=now))
-        db.session.commit()
+        if status != EventStatus.PROCESSING:
+            try:
+                events.queue(event_id, now=now)
+                db.session.commit()
+            except IllegalTransition:  # a worker claimed it meanwhile
+                db.session.rollback()
         queued += 1
     if queued:
         log.info("re-queued %d stuck webhook events", queued)

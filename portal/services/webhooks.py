@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from portal import dispatch, metrics
@@ -19,6 +19,8 @@ from portal.config import Settings
 from portal.extensions import db
 from portal.models import EventStatus, WebhookEvent, WebhookSignature
 from portal.payments.signatures import SignatureError, verify
+from portal.services.states import webhook_event as events
+from portal.services.states.machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +87,10 @@ def receive(*, payload: bytes, signature_header: str | None, settings: Settings,
                     error)
         return receipt
     try:
-        db.session.execute(update(WebhookEvent).where(WebhookEvent.id == receipt.event_id,
-                                                      WebhookEvent.status == EventStatus.RECEIVED)
-                           .values(status=EventStatus.QUEUED, updated_at=now))
+        events.queue(receipt.event_id, now=now, current=EventStatus.RECEIVED)
         db.session.commit()
+    except IllegalTransition:  # a worker has claimed it already
+        db.session.rollback()
     except SQLAlchemyError as error:  # stored and queued already: the answer stays 200
         db.session.rollback()
         log.warning("event %s queued but not marked so: %s", provider_event_id, error)

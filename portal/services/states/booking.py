@@ -1,0 +1,100 @@
+"""A booking's life: `held` → `confirmed` → `cancelled`, or `held` → `expired`; a move keeps it `confirmed`.
+
+| transition | from               | to        | who                                                             |
+|------------|--------------------|-----------|-----------------------------------------------------------------|
+| release    | held               | expired   | the student, the hold sweep, a failed or expired Checkout        |
+| confirm    | held, expired      | confirmed | payment verified (an expired hold whose slot is still free too)  |
+| cancel     | confirmed          | cancelled | the student under the policy, or the studio                      |
+| move       | confirmed          | confirmed | a reschedule (its history goes to `reschedules`)                |
+
+Holding a slot creates a `held` booking (`services.bookings.hold_slot`); everything after goes through here.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import Booking, BookingStatus, Payment, PaymentStatus, Reschedule
+from portal.services import audit
+from portal.services.states import payment as payments
+from portal.services.states.machine import IllegalTransition, Machine, Transition
+
+HELD, CONFIRMED, CANCELLED, EXPIRED = (BookingStatus.HELD, BookingStatus.CONFIRMED, BookingStatus.CANCELLED,
+                                       BookingStatus.EXPIRED)
+
+MACHINE = Machine("booking", Booking, {
+    "release": Transition({HELD}, EXPIRED, "released"),
+    "confirm": Transition({HELD, EXPIRED}, CONFIRMED, "confirmed"),
+    "cancel": Transition({CONFIRMED}, CANCELLED, "cancelled"),
+    "move": Transition({CONFIRMED}, CONFIRMED, "moved"),
+})
+
+#: Payment states in which nobody is paying for a hold any more, so releasing it cannot race the money.
+_RELEASABLE_PAYMENTS = (PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.EXPIRED)
+
+
+def release(booking_id: int, *, now: datetime, actor: audit.Actor, note: str, even_if_paying: bool = False) -> None:
+    """A hold ends unpaid: its slot is free again and its open payment (if any) expires. A payment that failed
+    stays `failed`: that is what happened to it.
+
+    Refused while money is moving for it (the payment is processing or paid: its webhook decides), unless
+    `even_if_paying` (a new hold takes the slot of one that expired: a late payment is then refunded).
+    """
+    payment = db.session.execute(select(Payment.id, Payment.status).where(Payment.booking_id == booking_id)
+                                 ).one_or_none()
+    if payment is not None and payment.status not in _RELEASABLE_PAYMENTS and not even_if_paying:
+        raise IllegalTransition("The payment for this booking is under way, so its time stays held until the "
+                                "payment settles.", current=HELD)
+    MACHINE.apply(booking_id, "release", now=now, actor=actor, note=note)
+    if payment is not None and payment.status == PaymentStatus.PENDING:
+        payments.expire(payment.id, now=now, current=PaymentStatus.PENDING)
+
+
+def release_overlapping_expired(*, resource_id: int, start: datetime, until: datetime, now: datetime) -> int:
+    """Release holds past their expiry that overlap [start, until) on the resource, so a new booking may take the
+    slot in the same transaction."""
+    stale = db.session.scalars(select(Booking.id).where(
+        Booking.resource_id == resource_id, Booking.status == HELD, Booking.hold_expires_at <= now,
+        Booking.start_at < until, Booking.occupied_until > start)).all()
+    for booking_id in stale:
+        release(booking_id, now=now, actor=audit.SYSTEM, even_if_paying=True,
+                note="The hold had expired unpaid and its time was booked again.")
+    return len(stale)
+
+
+def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
+    """Payment verified: the booking is confirmed with the policy in force now (it decides the booking's fate)."""
+    MACHINE.apply(booking_id, "confirm", now=now, values={"policy": policy})
+
+
+def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "") -> None:
+    """Free the slot now. `late` marks a late cancellation (the policy's fee and make-up apply)."""
+    MACHINE.apply(booking_id, "cancel", now=now, actor=actor, note=note,
+                  values={"cancelled_at": now, "ical_sequence": Booking.ical_sequence + 1,
+                          "penalty_reason": "late_cancel" if late else None},
+                  after={"late": late})
+
+
+def move(booking: Booking, *, now: datetime, actor: audit.Actor, resource_id: int, start: datetime,
+         end: datetime, until: datetime, expected_moves: int, note: str = "") -> Reschedule:
+    """Move a confirmed lesson (the database's no-overlap guarantee covers the new span) and record the move.
+
+    `expected_moves` is the reschedule count the caller decided on: if another move landed first, this one is
+    refused rather than applied on top of it.
+    """
+    origin = {"resource_id": booking.resource_id, "start_at": booking.start_at.isoformat()}
+    from_resource, from_start, booking_id = booking.resource_id, booking.start_at, booking.id
+    MACHINE.apply(booking_id, "move", now=now, actor=actor, note=note,
+                  where=(Booking.reschedule_count == expected_moves,),
+                  values={"resource_id": resource_id, "start_at": start, "end_at": end, "occupied_until": until,
+                          "reschedule_count": Booking.reschedule_count + 1,
+                          "ical_sequence": Booking.ical_sequence + 1},
+                  before=origin, after={"resource_id": resource_id, "start_at": start.isoformat()},
+                  stale="This lesson changed meanwhile. Reload the page and try again.")
+    move = Reschedule(studio_id=booking.studio_id, booking_id=booking_id, actor_id=actor.user_id,
+                      from_resource_id=from_resource, from_start_at=from_start, to_resource_id=resource_id,
+                      to_start_at=start, lead_minutes=int((from_start - now).total_seconds() // 60), created_at=now)
+    db.session.add(move)
+    return move

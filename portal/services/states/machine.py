@@ -1,0 +1,105 @@
+"""A small state machine over one status column, applied with conditional updates.
+
+A transition reads the row's status, checks it against the table, and writes with
+`UPDATE … WHERE id = :id AND status = :current`: of two racing attempts exactly one changes the row and the other
+is refused with `IllegalTransition` (409), never a silent no-op. A transition can add an audit row to the same
+transaction, so the change and its record are committed together (by the caller).
+
+Written here rather than taken from a state-machine library: those keep the state on Python objects, while the
+guarantee that matters here is the database's conditional update, and the table is a few lines.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from portal.extensions import db
+from portal.services import audit
+from portal.services.errors import Conflict, NotFound
+
+
+class IllegalTransition(Conflict):
+    """The row is not in a state the transition starts from (or it changed meanwhile)."""
+
+    code = "illegal_transition"
+
+    def __init__(self, message: str, *, current: enum.Enum | None = None):
+        super().__init__(message)
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset
+    target: enum.Enum
+    verb: str  # completes "so it cannot be …" in a refusal
+
+    def __init__(self, sources, target: enum.Enum, verb: str):
+        object.__setattr__(self, "sources", frozenset(sources))
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "verb", verb)
+
+
+@dataclass
+class Machine:
+    noun: str                 # "booking": audit target type, and how refusals name the row
+    model: type
+    transitions: Mapping[str, Transition] = field(default_factory=dict)
+
+    def allows(self, name: str, current: enum.Enum) -> bool:
+        return current in self.transitions[name].sources
+
+    def refusal(self, name: str, current: enum.Enum | None) -> str:
+        if current is None:
+            return f"This {self.noun} no longer exists."
+        status = current.value.replace("_", " ")
+        return f"This {self.noun} is {status}, so it cannot be {self.transitions[name].verb}."
+
+    def apply(self, row_id: int, name: str, *, now: datetime, actor: audit.Actor | None = None, note: str = "",
+              values: Mapping[str, Any] | None = None, where=(), current: enum.Enum | None = None,
+              before: Mapping[str, Any] | None = None, after: Mapping[str, Any] | None = None,
+              stale: str | None = None) -> enum.Enum:
+        """Move row `row_id` along transition `name`; returns the status it left.
+
+        `values` are written with the status; `where` adds conditions of the caller's (a lease, an expected
+        count). `current` skips the read when the caller knows the status. With an `actor`, an audit row with
+        `before`/`after` (plus the statuses) joins the transaction. Raises `IllegalTransition` when the status is
+        not a source of the transition or the row changed meanwhile (`stale` is that refusal's message).
+        """
+        transition = self.transitions[name]
+        model = self.model
+        for _ in range(3):
+            if current is None:
+                row = db.session.execute(select(model.status).where(model.id == row_id)).one_or_none()
+                if row is None:
+                    raise NotFound(f"No such {self.noun}.")
+                current = row[0]
+            if current not in transition.sources:
+                raise IllegalTransition(self.refusal(name, current), current=current)
+            changed = db.session.execute(
+                update(model).where(model.id == row_id, model.status == current, *where)
+                .values(status=transition.target, updated_at=now, **(values or {}))
+                .returning(model.studio_id)).all()
+            if changed:
+                break
+            latest = db.session.scalar(select(model.status).where(model.id == row_id))
+            if latest == current:  # the caller's own condition does not hold
+                raise IllegalTransition(stale or f"This {self.noun} changed meanwhile. Reload and try again.",
+                                        current=latest)
+            current = latest  # another writer moved it first: judge the transition from where it is now
+        else:
+            raise IllegalTransition(f"This {self.noun} keeps changing. Reload and try again.", current=current)
+        if actor is not None:
+            audit.record(actor=actor, action=f"{self.noun.replace(' ', '_')}.{name}", target_type=self.noun,
+                         target_id=row_id, studio_id=changed[0][0], now=now, note=note,
+                         before={"status": current.value, **(before or {})},
+                         after={"status": transition.target.value, **(after or {})})
+        return current
+
+    def table(self) -> dict[str, tuple[frozenset, enum.Enum]]:
+        return {name: (t.sources, t.target) for name, t in self.transitions.items()}

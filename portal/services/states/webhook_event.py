@@ -1,0 +1,78 @@
+"""A stored Stripe event's life: queued, claimed by a worker (a lease), then processed, retried or dead.
+
+| transition | from                                 | to         | when                                            |
+|------------|--------------------------------------|------------|-------------------------------------------------|
+| queue      | received, queued, retry              | queued     | handed to the job queue (again, by the sweep)   |
+| claim      | received, queued, retry, processing* | processing | a worker takes it (*processing: lease ran out)  |
+| finish     | processing                           | processed  | handled                                         |
+| ignore     | processing                           | ignored    | not a type, or not an object, of ours           |
+| retry      | processing                           | retry      | failed for a reason that may pass               |
+| bury       | processing                           | dead       | out of attempts, or refused for good: for ops   |
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from portal.extensions import db
+from portal.models import EventStatus, WebhookEvent
+from portal.services.states.machine import Machine, Transition
+
+S = EventStatus
+
+MACHINE = Machine("webhook event", WebhookEvent, {
+    "queue": Transition({S.RECEIVED, S.QUEUED, S.RETRY}, S.QUEUED, "queued"),
+    "claim": Transition({S.RECEIVED, S.QUEUED, S.RETRY, S.PROCESSING}, S.PROCESSING, "claimed"),
+    "finish": Transition({S.PROCESSING}, S.PROCESSED, "marked as processed"),
+    "ignore": Transition({S.PROCESSING}, S.IGNORED, "marked as ignored"),
+    "retry": Transition({S.PROCESSING}, S.RETRY, "retried"),
+    "bury": Transition({S.PROCESSING}, S.DEAD, "marked dead"),
+})
+
+
+def _lease_expired(now: datetime, lease: timedelta):
+    return WebhookEvent.updated_at < now - lease
+
+
+def queue(event_id: int, *, now: datetime, current: EventStatus | None = None) -> None:
+    MACHINE.apply(event_id, "queue", now=now, current=current)
+
+
+def claim(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) -> int:
+    """Take the event for one attempt; returns the attempt's number, the token its final write must show (so a
+    worker whose lease was taken over cannot overwrite the newer attempt). An event another worker holds is refused
+    until its lease runs out."""
+    MACHINE.apply(event_id, "claim", now=now,
+                  where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),
+                         WebhookEvent.attempts < max_attempts),
+                  values={"attempts": WebhookEvent.attempts + 1},
+                  stale="This event is being processed, or has no attempts left.")
+    return db.session.scalar(select(WebhookEvent.attempts).where(WebhookEvent.id == event_id))
+
+
+def _attempt(attempt: int | None):
+    return (WebhookEvent.attempts == attempt,) if attempt is not None else ()
+
+
+def finish(event_id: int, *, now: datetime, attempt: int | None, ignored: bool = False) -> None:
+    MACHINE.apply(event_id, "ignore" if ignored else "finish", now=now, current=S.PROCESSING,
+                  where=_attempt(attempt), values={"processed_at": now, "last_error": ""},
+                  stale="Another attempt took this event over.")
+
+
+def retry(event_id: int, *, now: datetime, attempt: int | None, error: str) -> None:
+    MACHINE.apply(event_id, "retry", now=now, current=S.PROCESSING, where=_attempt(attempt),
+                  values={"last_error": error[:2000]}, stale="Another attempt took this event over.")
+
+
+def bury(event_id: int, *, now: datetime, error: str, attempt: int | None = None,
+         abandoned_after: tuple[timedelta, int] | None = None) -> None:
+    """Out of attempts: the event goes to the ops console. `abandoned_after=(lease, max_attempts)` buries an event
+    whose worker stopped on its last attempt (its lease ran out and no attempts are left)."""
+    where = _attempt(attempt)
+    if abandoned_after is not None:
+        lease, max_attempts = abandoned_after
+        where += (_lease_expired(now, lease), WebhookEvent.attempts >= max_attempts)
+    MACHINE.apply(event_id, "bury", now=now, current=S.PROCESSING, where=where, values={"last_error": error[:2000]},
+                  stale="Another attempt took this event over.")
