@@ -10,15 +10,15 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, User
 from portal.services.policy import CancelTerms, Decision, cancel_terms, reschedule_decision
+from portal.services.receipts import PaymentSummary, summarize
 
-SHOWN = (BookingStatus.CONFIRMED, BookingStatus.HELD, BookingStatus.CANCELLED, BookingStatus.REFUNDED)
+SHOWN = (BookingStatus.CONFIRMED, BookingStatus.HELD, BookingStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
 class Lesson:
     booking: Booking
-    paid_minor: int
-    refunded_minor: int
+    payment: PaymentSummary
     reschedule: Decision
     cancel: CancelTerms
 
@@ -33,15 +33,13 @@ def lessons_of(student: User, now: datetime) -> tuple[list[Lesson], list[Lesson]
     for booking in rows:
         if booking.status == BookingStatus.HELD and not booking.is_live(now):
             continue
-        payment = booking.payment
-        paid = payment.paid_minor if payment else 0
-        lesson = Lesson(booking, paid, payment.amount_refunded_minor if payment else 0,
-                        reschedule_decision(booking, now), cancel_terms(booking, now, paid_minor=paid))
+        summary = summarize(booking, now)
+        lesson = Lesson(booking, summary, reschedule_decision(booking, now),
+                        cancel_terms(booking, now, paid_minor=summary.paid_minor))
         (upcoming if booking.end_at > now and booking.status != BookingStatus.CANCELLED else past).append(lesson)
     past.reverse()
     return upcoming, past
 
 
 def open_makeup_credits(student: User) -> list[MakeupCredit]:
-    return db.session.scalars(select(MakeupCredit).where(MakeupCredit.student_id == student.id,
-                                                         MakeupCredit.used_at.is_(None))).all()
+    return db.session.scalars(select(MakeupCredit).where(MakeupCredit.student_id == student.id)).all()

@@ -16,15 +16,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from flask import current_app
-from sqlalchemy import String, cast, exists, func, literal, select, update
+from sqlalchemy import String, cast, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from portal import dispatch, tenancy
+from portal import dispatch, formatting, tenancy
 from portal.extensions import db
-from portal.formatting import money, when
 from portal.mail import get_mail_backend
-from portal.models import (Booking, BookingStatus, MakeupCredit, NotificationLog, Refund, RefundStatus, Reschedule,
-                           Resource)
+from portal.models import Booking, BookingStatus, MakeupCredit, NotificationLog, Reschedule, Resource
+from portal.services import receipts
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def enqueue(kind: str, booking_id: int, *, key: str) -> bool:
 
 @dataclass(frozen=True)
 class Draft:
-    studio_id: int
+    studio_id: int | None
     recipient: str
     message: EmailMessage
 
@@ -91,6 +90,11 @@ def send(kind: str, booking_id: int, *, key: str, now: datetime) -> bool:
     db.session.rollback()  # end the read: no transaction (on SQLite, the write lock) is held while SMTP answers
     if draft is None:
         return False
+    return deliver(key, kind, draft, now, booking_id=booking_id)
+
+
+def deliver(key: str, kind: str, draft: Draft, now: datetime, *, booking_id: int | None = None) -> bool:
+    """Send a composed message once per `key` (see `send`); the caller holds no transaction."""
     if not _claim(key, kind, draft, booking_id, now):
         log.info("%s already sent or being sent", key)
         return False
@@ -107,7 +111,7 @@ def send(kind: str, booking_id: int, *, key: str, now: datetime) -> bool:
 SENDING_LEASE = timedelta(minutes=15)
 
 
-def _claim(key: str, kind: str, draft: Draft, booking_id: int, now: datetime) -> bool:
+def _claim(key: str, kind: str, draft: Draft, booking_id: int | None, now: datetime) -> bool:
     db.session.add(NotificationLog(key=key, kind=kind, studio_id=draft.studio_id, booking_id=booking_id,
                                    recipient=draft.recipient, status="sending", attempts=1, created_at=now,
                                    updated_at=now))
@@ -146,6 +150,12 @@ def compose(kind: str, booking_id: int, now: datetime) -> Draft | None:
             log.info("reminder for booking %s no longer applies (%s)", booking_id, booking.status.value)
             return None
         context = _context(kind, booking, now)
+    return Draft(studio_id=studio_id, recipient=context["recipient"], message=render_message(kind, context, now))
+
+
+def render_message(template: str, context: dict, now: datetime) -> EmailMessage:
+    """A plain-text and HTML message from `templates/email/<template>.txt` and `.html`; `context` carries
+    `subject` and `recipient`."""
     settings = current_app.config["PORTAL_SETTINGS"]
     env = current_app.jinja_env  # autoescapes .html, leaves .txt alone
     message = EmailMessage()
@@ -155,28 +165,28 @@ def compose(kind: str, booking_id: int, now: datetime) -> Draft | None:
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=_domain(settings.mail_from))
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(env.get_template(f"email/{kind}.txt").render(context))
-    message.add_alternative(env.get_template(f"email/{kind}.html").render(context), subtype="html")
-    return Draft(studio_id=studio_id, recipient=context["recipient"], message=message)
+    message.set_content(env.get_template(f"email/{template}.txt").render(context))
+    message.add_alternative(env.get_template(f"email/{template}.html").render(context), subtype="html")
+    return message
 
 
 def _context(kind: str, booking: Booking, now: datetime) -> dict:
-    studio, student, payment = booking.studio, booking.student, booking.payment
+    studio, student = booking.studio, booking.student
     tz = studio.tz
-    paid = (payment.amount_received_minor if payment is not None and payment.amount_received_minor is not None
-            else booking.price_minor)
+    summary = receipts.summarize(booking, now)
     day = _day(booking.start_at, now, tz)
     context = dict(
-        kind=kind, booking_id=booking.id, studio_name=studio.name, student_name=student.name or student.email, recipient=student.email,
+        kind=kind, booking_id=booking.id, studio_name=studio.name, student_name=student.name or student.email,
+        recipient=student.email,
         package_name=booking.package.name, resource_name=booking.resource.name,
-        when=when(booking.start_at, tz), duration_minutes=booking.duration_minutes,
-        price_paid=money(paid, booking.currency), booking_url=booking_url(studio.slug, booking.id), day=day,
+        when=formatting.when(booking.start_at, tz, studio.locale), duration_minutes=booking.duration_minutes,
+        payment=summary.label, booking_url=booking_url(studio.slug, booking.id), day=day,
     )
     if kind == "reschedule":
         context.update(_moved(booking, tz))
     elif kind == "cancellation":
-        context.update(_cancelled(booking, payment))
-    on_day = day or "on " + booking.start_at.astimezone(tz).strftime("%a %-d %b")
+        context.update(_cancelled(booking, summary))
+    on_day = day or "on " + formatting.day(booking.start_at, studio.locale, tz)
     context["subject"] = SUBJECTS[kind].format(studio=studio.name, day=on_day)
     return context
 
@@ -190,18 +200,16 @@ def _moved(booking: Booking, tz: tzinfo) -> dict:
     old_resource = None
     if move.from_resource_id != booking.resource_id:
         old_resource = db.session.scalar(select(Resource.name).where(Resource.id == move.from_resource_id))
-    return {"old_when": when(move.from_start_at, tz), "old_resource_name": old_resource}
+    return {"old_when": formatting.when(move.from_start_at, tz, booking.studio.locale),
+            "old_resource_name": old_resource}
 
 
-def _cancelled(booking: Booking, payment) -> dict:
-    refunded = 0
-    if payment is not None:  # refunds under way count; a refund that failed returned nothing
-        refunded = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0))
-                                     .where(Refund.payment_id == payment.id, Refund.status != RefundStatus.FAILED))
+def _cancelled(booking: Booking, summary: receipts.PaymentSummary) -> dict:
+    refunded = summary.refunded_minor + summary.refund_pending_minor  # a refund that failed returned nothing
     credit = db.session.scalar(select(MakeupCredit).where(MakeupCredit.booking_id == booking.id))
     return {"late": booking.penalty_reason == "late_cancel",
             "cancel_window_hours": (booking.policy or {}).get("cancel_window_hours"),
-            "refund": money(refunded, booking.currency) if refunded else None,
+            "refund": summary.amount(refunded) if refunded else None,
             "makeup_minutes": credit.minutes if credit is not None else None}
 
 
@@ -211,10 +219,13 @@ def _day(start: datetime, now: datetime, tz: tzinfo) -> str | None:
 
 
 def booking_url(studio_slug: str, booking_id: int) -> str:
-    """The booking page, absolute with PORTAL_BASE_URL; a bare path when it is unset (no request to take a host
-    from in a job)."""
-    path = current_app.url_map.bind("localhost").build(
-        "studio.booking", {"studio_slug": studio_slug, "booking_id": booking_id})
+    return absolute_url("studio.booking", studio_slug=studio_slug, booking_id=booking_id)
+
+
+def absolute_url(endpoint: str, **values) -> str:
+    """A link for an email: absolute with PORTAL_BASE_URL, a bare path when it is unset (a job has no request to
+    take a host from)."""
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
     return current_app.config["PORTAL_SETTINGS"].portal_base_url + path
 
 

@@ -50,7 +50,7 @@ def test_confirmation_arrives_once_in_the_studios_time(app, studio, smtp_server)
     text, html = parts(message)
     link = f"http://portal.test/s/melody-and-meter/bookings/{booking_id}"
     for body in (text, html):
-        assert "Wed 25 Nov 2026, 4:00 PM EST" in body
+        assert "Wed, Nov 25, 2026, 4:00 PM EST" in body
         assert "9:00 PM" not in body and "21:00" not in body  # the UTC hour
         assert "60-minute lesson" in body and "Piano" in body and "60 minutes" in body and "$65.00" in body
         assert link in body
@@ -148,9 +148,9 @@ def test_reschedule_shows_the_old_and_new_times(app, studio, smtp_server):
     [message] = smtp_server.inbox.messages
     assert message["Subject"] == "Your lesson at Melody And Meter was moved"
     text, html = parts(message)
-    assert "Was: Wed 25 Nov 2026, 4:00 PM EST (Drums)" in text
-    assert "Now: Thu 26 Nov 2026, 10:00 AM EST (Piano)" in text
-    assert "Wed 25 Nov 2026, 4:00 PM EST" in html and "Thu 26 Nov 2026, 10:00 AM EST" in html
+    assert "Was: Wed, Nov 25, 2026, 4:00 PM EST (Drums)" in text
+    assert "Now: Thu, Nov 26, 2026, 10:00 AM EST (Piano)" in text
+    assert "Wed, Nov 25, 2026, 4:00 PM EST" in html and "Thu, Nov 26, 2026, 10:00 AM EST" in html
 
 
 @BOTH
@@ -172,7 +172,7 @@ def test_cancellation_shows_lateness_refund_and_credit(app, studio, smtp_server)
     [message] = smtp_server.inbox.messages
     assert message["Subject"] == "Your lesson at Melody And Meter was cancelled"
     text, html = parts(message)
-    assert "Your lesson at Melody And Meter on Wed 25 Nov 2026, 4:00 PM EST was cancelled." in text
+    assert "Your lesson at Melody And Meter on Wed, Nov 25, 2026, 4:00 PM EST was cancelled." in text
     assert "late cancellation, less than 24 hours before the lesson" in text
     assert "Refund: $37.50" in text  # succeeded and pending; the failed one returned nothing
     assert "Make-up credit: a 60-minute lesson" in text
