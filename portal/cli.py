@@ -6,18 +6,9 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from portal.clock import utcnow
-from portal.extensions import db, login_manager
 
 
 def init_app(app: Flask) -> None:
-    from portal.models import User
-
-    @login_manager.user_loader
-    def _load_user(user_id: str):
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
-
-    login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to continue."
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(sweep_command)
 

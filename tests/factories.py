@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import (AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio,
                            User)
@@ -48,7 +49,7 @@ def make_studio(slug: str = "melody-and-meter", *, timezone: str = "America/New_
 
 def make_user(email: str, *, roles=(), ops: bool = False, password: str = PASSWORD) -> User:
     """A user with `roles`: pairs of (studio, Role)."""
-    user = User(email=email, name=email.split("@")[0].title(), is_platform_ops=ops)
+    user = User(email=email, name=email.split("@")[0].title(), is_platform_ops=ops, email_verified_at=utcnow())
     user.set_password(password)
     db.session.add(user)
     db.session.flush()

@@ -9,6 +9,7 @@ def register(app: Flask) -> None:
 
     for module in (health, auth, studio, lessons, calendar, api, admin, ops, webhooks):
         app.register_blueprint(module.bp)
+    auth.init_login()
 
     @app.teardown_request
     def _leave_tenant(_exc):

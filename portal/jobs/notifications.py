@@ -4,7 +4,7 @@ from portal import dispatch
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.jobs import job
-from portal.services import notifications
+from portal.services import account_mail, notifications
 
 log = logging.getLogger(__name__)
 
@@ -27,3 +27,8 @@ def send_due_reminders() -> int:
             break
         queued += 1
     return queued
+
+
+@job
+def send_account_email(kind: str, user_id: int, token_id: int | None, studio_id: int | None, reference: str) -> bool:
+    return account_mail.send(kind, user_id, token_id, studio_id, reference, now=utcnow())

@@ -7,14 +7,14 @@ from sqlalchemy import select
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import (AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio,
-                           User)
+from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
 
 DEMO_PASSWORD = "demo-password-1"
 
 STUDIOS = [
     {
         "slug": "melody-and-meter", "name": "Melody & Meter", "timezone": "America/New_York", "currency": "usd",
+        "locale": "en_US",
         "resources": [
             # slug, name, kind, capacity minutes per day, {weekday: (open, close)}
             ("piano", "Piano room", ResourceKind.INSTRUMENT, 540, {d: ("09:00", "18:00") for d in range(6)}),
@@ -29,6 +29,7 @@ STUDIOS = [
     },
     {
         "slug": "north-strings", "name": "North Strings", "timezone": "Europe/London", "currency": "gbp",
+        "locale": "en_GB",
         "resources": [
             ("violin", "Violin studio", ResourceKind.ROOM, 480, {d: ("10:00", "18:00") for d in range(5)}),
             ("cello", "Cello studio", ResourceKind.ROOM, 480, {d: ("10:00", "18:00") for d in range(5)}),
@@ -62,7 +63,8 @@ def seed_demo(now: datetime) -> None:
         studios = {}
         for spec in STUDIOS:
             studio = _get_or_create(Studio, {"name": spec["name"], "timezone": spec["timezone"],
-                                             "currency": spec["currency"]}, slug=spec["slug"])
+                                             "currency": spec["currency"], "locale": spec["locale"]},
+                                    slug=spec["slug"])
             studios[studio.slug] = studio
             for slug, name, kind, capacity, hours in spec["resources"]:
                 resource = _get_or_create(Resource, {"name": name, "kind": kind, "capacity_minutes": capacity},
@@ -89,7 +91,7 @@ def seed_demo(now: datetime) -> None:
         for email, name, is_ops, roles in USERS:
             user = db.session.scalar(select(User).where(User.email == email))
             if user is None:
-                user = User(email=email, name=name, is_platform_ops=is_ops)
+                user = User(email=email, name=name, is_platform_ops=is_ops, email_verified_at=now)
                 user.set_password(DEMO_PASSWORD)
                 db.session.add(user)
                 db.session.flush()
