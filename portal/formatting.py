@@ -1,12 +1,21 @@
-"""Template filters: money from minor units, instants in the studio's timezone."""
+"""How money, dates and times read on screen and in emails: one format, the studio's locale.
+
+Dates and times follow the studio's CLDR locale through Babel (`en_US`: "Thu, Dec 3, 2026, 4:00 PM EST";
+`en_GB`: "Thu, 3 Dec 2026, 16:00 GMT"), always in the studio's timezone. Pages, emails, calendar descriptions and
+error messages all use these functions, so a date reads the same wherever a student meets it.
+"""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
 
-from flask import Flask, g
+from babel.dates import format_skeleton, format_time
+from flask import Flask, g, has_app_context
 
 SYMBOLS = {"usd": "$", "gbp": "£", "eur": "€", "cad": "CA$", "aud": "A$"}
 ZERO_DECIMAL = {"jpy", "krw"}
+DEFAULT_LOCALE = "en_US"
+#: CLDR puts a narrow no-break space before AM/PM; plain-text mail and copy-paste fare better with a plain one.
+_NARROW_NBSP = "\u202f"
 
 
 def money(minor: int, currency: str) -> str:
@@ -20,29 +29,47 @@ def money(minor: int, currency: str) -> str:
     return f"{sign}{symbol}{minor // 100:,}.{minor % 100:02d}"
 
 
-def _local(value: datetime) -> datetime:
-    studio = g.get("studio")
-    return value.astimezone(studio.tz) if studio is not None else value
+def _studio_setting(name: str, default):
+    studio = g.get("studio") if has_app_context() else None
+    return getattr(studio, name) if studio is not None else default
 
 
-def clock(value: datetime) -> str:
-    """`4:00 PM` in the studio's timezone."""
-    return _local(value).strftime("%-I:%M %p")
+def _locale(locale: str | None) -> str:
+    return locale or _studio_setting("locale", DEFAULT_LOCALE)
 
 
-def when(value: datetime, tz: tzinfo | None = None) -> str:
-    """`Mon 23 Nov 2026, 4:00 PM EST` in `tz`, by default the timezone of the studio of the request."""
-    local = value.astimezone(tz) if tz is not None else _local(value)
-    return local.strftime("%a %-d %b %Y, %-I:%M %p ") + (local.tzname() or "")
+def _local(value: datetime, tz: tzinfo | None) -> datetime:
+    tz = tz if tz is not None else _studio_setting("tz", None)
+    return value.astimezone(tz) if tz is not None else value
 
 
-def long_date(value: date) -> str:
-    return value.strftime("%A %-d %B %Y")
+def day(value: date | datetime, locale: str | None = None, tz: tzinfo | None = None) -> str:
+    """`Thu, Dec 3, 2026` (en_US). A datetime is first put in `tz` (default: the studio of the request)."""
+    if isinstance(value, datetime):
+        value = _local(value, tz).date()
+    return format_skeleton("yMMMEd", value, locale=_locale(locale))
+
+
+def clock(value: datetime, locale: str | None = None, tz: tzinfo | None = None) -> str:
+    """`4:00 PM` (en_US) or `16:00` (en_GB), in `tz` (default: the studio of the request)."""
+    return format_time(_local(value, tz), "short", locale=_locale(locale)).replace(_NARROW_NBSP, " ")
+
+
+def when(value: datetime, tz: tzinfo | None = None, locale: str | None = None) -> str:
+    """`Thu, Dec 3, 2026, 4:00 PM EST`: day, time and the zone's abbreviation."""
+    local = _local(value, tz)
+    return f"{day(local, locale)}, {clock(local, locale)} {local.tzname() or ''}".rstrip()
+
+
+def local_date_iso(value: datetime, tz: tzinfo | None = None) -> str:
+    """The studio-local date of an instant as `YYYY-MM-DD`, for links (never shown as text)."""
+    return _local(value, tz).date().isoformat()
 
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(money)
     app.add_template_filter(clock)
     app.add_template_filter(when)
-    app.add_template_filter(long_date)
+    app.add_template_filter(day)
+    app.add_template_filter(local_date_iso)
     app.jinja_env.globals["timedelta"] = timedelta

@@ -1,9 +1,12 @@
-"""Cross-cutting HTTP behaviour: security headers, htmx detection, error pages."""
+"""Cross-cutting HTTP behaviour: security headers, caching of private pages, page-or-fragment rendering, errors."""
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
+import math
+import time
+
+from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.services.errors import DomainError
 
@@ -31,6 +34,16 @@ def is_htmx() -> bool:
             and headers.get("HX-History-Restore-Request") != "true")
 
 
+def render(page: str, fragment: str | None = None, status: int = 200, **context) -> Response:
+    """The full `page`, or only `fragment` for an htmx request. One URL then answers two ways, so the response
+    always says it varies on `HX-Request` (a cache must not hand the fragment to a full-page visit)."""
+    template = fragment if fragment is not None and is_htmx() else page
+    response = make_response(render_template(template, **context), status)
+    if fragment is not None:
+        response.vary.add("HX-Request")
+    return response
+
+
 def external_url(endpoint: str, **values) -> str:
     """An absolute URL for links that leave the site (Stripe redirects, emails): PORTAL_BASE_URL when set."""
     base = current_app.config["PORTAL_SETTINGS"].portal_base_url
@@ -54,14 +67,32 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if "HX-Request" in request.headers or request.endpoint in {"studio.package"}:
-        response.vary.add("HX-Request")
+    return response
+
+
+def _private_pages(response: Response) -> Response:
+    """A page rendered for a logged-in person (their lessons, the admin, the ops console, even a public page
+    showing their name) must not be kept by a browser's back-forward cache or any shared cache."""
+    user = g.get("_login_user")  # set once anything in the request looked at the user (Flask-Login)
+    if request.endpoint != "static" and user is not None and user.is_authenticated:
+        response.headers["Cache-Control"] = "private, no-store"
+        response.vary.add("Cookie")
     return response
 
 
 TITLES = {400: "Bad request", 401: "Please log in", 403: "Not allowed", 404: "Not found",
-          405: "Not allowed", 409: "Already taken", 422: "Please check your input", 429: "Slow down",
-          500: "Something went wrong", 503: "Temporarily unavailable"}
+          405: "Not allowed", 409: "Not possible right now", 413: "Too large", 422: "Please check your input",
+          429: "Too many attempts", 500: "Something went wrong", 503: "Temporarily unavailable"}
+
+
+def _retry_after_seconds() -> int:
+    """Seconds until the rate limit that refused this request lets the next one through."""
+    from portal.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def error_response(status: int, message: str, code: str | None = None):
@@ -77,6 +108,7 @@ def init_app(app: Flask) -> None:
     origins = " ".join(dict.fromkeys([STRIPE_CHECKOUT_ORIGIN] + ([_origin(api_base)] if api_base else [])))
     app.config["PORTAL_CSP"] = content_security_policy(origins)
     app.after_request(_security_headers)
+    app.after_request(_private_pages)
 
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError):
@@ -86,6 +118,20 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):
         return error_response(error.status, error.message, error.code)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge):
+        limit_kb = (app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024
+        return error_response(413, f"That was more than we accept in one go ({limit_kb} KB at most).", "too_large")
+
+    @app.errorhandler(429)
+    def _too_many(error: HTTPException):
+        seconds = _retry_after_seconds()
+        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
+        response, status = error_response(429, f"Too many attempts. Please try again in {wait}.", "rate_limited")
+        response = make_response(response, status)
+        response.headers["Retry-After"] = str(seconds)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):

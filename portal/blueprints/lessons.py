@@ -7,7 +7,8 @@ from flask_login import current_user
 from portal.blueprints.context import studio_role_required, studio_scoped
 from portal.blueprints.studio import picker_context
 from portal.clock import utcnow
-from portal.http import is_htmx
+from portal.formatting import local_date_iso
+from portal.http import render
 from portal.models import Booking, Role
 from portal.services import bookings, lesson_changes, lessons
 from portal.services.errors import DomainError, SlotUnavailable
@@ -36,7 +37,7 @@ def index():
 def _reschedule_picker(booking: Booking, resource_slug: str | None, date_raw: str | None):
     context = picker_context(
         booking.package, resource_slug or booking.resource.slug,
-        date_raw or booking.start_at.astimezone(g.studio.tz).date().isoformat(),
+        date_raw or local_date_iso(booking.start_at, g.studio.tz),
         picker_endpoint="lessons.reschedule", picker_values={"booking_id": booking.id},
         slot_action=url_for("lessons.reschedule_submit", booking_id=booking.id), hidden={})
     context["booking"] = booking
@@ -56,8 +57,7 @@ def reschedule(booking_id: int):
         return render_template("errors/error.html", status=409, title="This lesson cannot be moved",
                                message=decision.reason), 409
     context = _reschedule_picker(booking, request.args.get("resource"), request.args.get("date"))
-    template = "studio/_slots.html" if is_htmx() else "lessons/reschedule.html"
-    return render_template(template, **context), 422 if context["error"] else 200
+    return render("lessons/reschedule.html", "studio/_slots.html", 422 if context["error"] else 200, **context)
 
 
 @bp.post("/bookings/<int:booking_id>/reschedule")

@@ -1,20 +1,23 @@
 """Student-facing studio pages: home, package and slot picker, sign-up, holding a slot, the booking page."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
+from portal import formatting
 from portal.blueprints.auth import login_limit
 from portal.blueprints.context import studio_scoped, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
-from portal.http import external_url, is_htmx
+from portal.http import error_response, external_url, render
 from portal.models import Package, PaymentStatus, Resource, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import accounts, availability, bookings, checkout, fulfilment
-from portal.services.policy import cancel_terms, reschedule_decision
+from portal.services import accounts, availability, bookings, checkout, fulfilment, receipts
+from portal.services.audit import Actor
 from portal.services.errors import DomainError, InvalidInput, SlotUnavailable
+from portal.services.policy import cancel_terms, reschedule_decision
+from portal.services.states.machine import IllegalTransition
 
 bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
 
@@ -30,7 +33,8 @@ def _resources():
 
 @bp.get("/")
 def home():
-    return render_template("studio/home.html", packages=_packages(), resources=_resources())
+    joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
+    return render_template("studio/home.html", packages=_packages(), resources=_resources(), joined=joined)
 
 
 def picker_context(package: Package, resource_slug: str | None, date_raw: str | None, *,
@@ -39,7 +43,8 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
     """Everything the slot picker shows, with a form error instead of an exception on bad input.
 
     The same picker serves booking (the default) and moving a lesson: `picker_endpoint`/`picker_values` say where
-    the picker reloads, `slot_action` where a chosen slot is posted, and `hidden` which fields go with it.
+    the picker reloads, `slot_action` where a chosen slot is posted, and `hidden` which fields go with it. With no
+    date asked for, it opens on the first day that has a free time, and says so when that is not today.
     """
     now = utcnow()
     picker_values = picker_values if picker_values is not None else {"package_slug": package.slug}
@@ -47,20 +52,31 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
     resources = _resources()
     resource = next((r for r in resources if r.slug == resource_slug), resources[0] if resources else None)
     first, last = availability.booking_window(studio, now)
-    error = None
+    error = notice = None
     try:
         day = availability.parse_day(date_raw, studio, now)
     except InvalidInput as problem:
         day, error = first, problem.message
     slots = []
     if resource is not None:
-        slots = availability.free_slots_on(studio, availability.Offer(package, resource), day, now)
+        offer = availability.Offer(package, resource)
+        slots = availability.free_slots_on(studio, offer, day, now)
+        if not slots and not date_raw and error is None:
+            free_day = availability.first_free_day(studio, offer, now)
+            if free_day is not None:
+                day, slots = free_day, availability.free_slots_on(studio, offer, free_day, now)
+                notice = (f"No free times left today. Showing {formatting.day(day)}, "
+                          "the first day with a free time.")
+            else:
+                notice = f"No free times on {resource.name} before {formatting.day(last)}. Try another room."
+
     def day_url(other_day):
         return url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None,
                        date=other_day.isoformat())
 
     return dict(package=package, resources=resources, resource=resource, day=day, first_day=first,
-                last_day=last, slots=slots, error=error, picker_url=url_for(picker_endpoint, **picker_values),
+                last_day=last, slots=slots, error=error, notice=notice,
+                picker_url=url_for(picker_endpoint, **picker_values),
                 day_url=day_url, slot_action=slot_action or url_for("studio.create_booking"),
                 hidden=hidden if hidden is not None else {"package": package.slug})
 
@@ -75,26 +91,63 @@ def _package_or_404(package_slug: str) -> Package:
 @bp.get("/packages/<package_slug>")
 def package(package_slug: str):
     context = picker_context(_package_or_404(package_slug), request.args.get("resource"),
-                              request.args.get("date"))
-    template = "studio/_slots.html" if is_htmx() else "studio/package.html"
-    return render_template(template, **context), 422 if context["error"] else 200
+                             request.args.get("date"))
+    return render("studio/package.html", "studio/_slots.html", 422 if context["error"] else 200, **context)
 
+
+# --- joining ------------------------------------------------------------------------------------------------
 
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(login_limit, methods=["POST"])
 def signup():
+    """Whether or not the address has an account, the answer is the same: check your inbox."""
     form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
     if request.method == "GET":
         return render_template("studio/signup.html", form=form, error=None, field=None)
     try:
-        user = accounts.register_student(studio=g.studio, email=form["email"],
-                                         password=request.form.get("password", ""), name=form["name"])
+        accounts.register_student(studio=g.studio, email=form["email"], password=request.form.get("password", ""),
+                                  name=form["name"], now=utcnow())
     except DomainError as problem:
         return render_template("studio/signup.html", form=form, error=problem.message,
                                field=problem.field), problem.status
+    return redirect(url_for("studio.signup_sent"), code=303)
+
+
+@bp.route("/signup/sent", methods=["GET", "POST"])
+@limiter.limit(login_limit, methods=["POST"])
+def signup_sent():
+    """"Check your inbox", and a form to send the link again (the same answer for any address)."""
+    resent = request.method == "POST"
+    if resent:
+        accounts.resend_confirmation(request.form.get("email", ""), studio=g.studio, now=utcnow())
+    return render_template("studio/signup_sent.html", resent=resent,
+                           mail_folder=not current_app.config["PORTAL_SETTINGS"].smtp_host)
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+def signup_confirm(token: str):
+    """The emailed link opens a page with a button: mail scanners that follow links do not use up the link."""
+    if request.method == "GET":
+        return render_template("studio/signup_confirm.html", token=token, error=None)
+    try:
+        user = accounts.confirm_signup(token, now=utcnow())
+    except DomainError as problem:
+        return render_template("studio/signup_confirm.html", token=token, error=problem.message), 410
     login_user(user)
+    flash("Your email is confirmed. Welcome! Choose a lesson to book.", "success")
     return redirect(url_for("studio.home"), code=303)
 
+
+@bp.post("/join")
+@login_required
+def join():
+    """A logged-in person with an account elsewhere on the portal becomes a student here."""
+    accounts.join_studio(current_user._get_current_object(), g.studio, now=utcnow())
+    flash(f"You can now book lessons at {g.studio.name}.", "success")
+    return redirect(url_for("studio.home"), code=303)
+
+
+# --- booking --------------------------------------------------------------------------------------------------
 
 @bp.post("/bookings")
 @login_required
@@ -118,18 +171,19 @@ def create_booking():
 
 
 def _booking_refused(problem: DomainError):
-    """Show the picker again, refreshed, with the reason: the student's next step is to pick another time."""
+    """Show the picker again, refreshed, with the reason: the student's next step is to pick another time (or pay
+    for the hold they already have)."""
     package = db.session.scalar(select(Package).where(Package.slug == request.form.get("package", ""),
                                                       Package.active.is_(True)))
     if package is None:
-        return render_template("errors/error.html", status=problem.status, title="Cannot book this",
-                               message=problem.message), problem.status
+        return error_response(problem.status, problem.message, problem.code)
     start = request.form.get("start", "")
     context = picker_context(package, request.form.get("resource"), start[:10] or None)
     context["error"] = problem.message
     context["taken"] = isinstance(problem, SlotUnavailable)
-    template = "studio/_slots.html" if is_htmx() else "studio/package.html"
-    return render_template(template, **context), problem.status
+    if isinstance(problem, bookings.AlreadyYours):
+        context["own_booking_url"] = url_for("studio.booking", booking_id=problem.booking_id)
+    return render("studio/package.html", "studio/_slots.html", problem.status, **context)
 
 
 @bp.get("/bookings/<int:booking_id>")
@@ -144,14 +198,14 @@ def booking(booking_id: int):
         db.session.commit()  # hold no transaction while Stripe answers
         try:  # back from Checkout: ask Stripe now rather than only wait for the webhook
             fulfilment.sync_from_provider(payment_id, session_id, get_provider(), now)
-        except PaymentProviderError:
+        except (PaymentProviderError, DomainError):
             db.session.rollback()
         db.session.expire_all()
-    context = dict(booking=found, payment=found.payment, now=now, returning=returning,
+    summary = receipts.summarize(found, now)
+    context = dict(booking=found, summary=summary, now=now, returning=returning,
                    reschedule=reschedule_decision(found, now),
-                   cancel=cancel_terms(found, now, paid_minor=found.payment.paid_minor if found.payment else 0))
-    template = "studio/_booking_status.html" if is_htmx() else "studio/booking.html"
-    return render_template(template, **context)
+                   cancel=cancel_terms(found, now, paid_minor=summary.paid_minor))
+    return render("studio/booking.html", "studio/_booking_status.html", **context)
 
 
 @bp.get("/bookings/<int:booking_id>/checkout-cancelled")
@@ -165,14 +219,23 @@ def checkout_cancelled(booking_id: int):
     found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
     payment = found.payment
     genuine = payment is not None and request.args.get("session_id") == payment.checkout_session_id
-    released = genuine and checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
-    return render_template("studio/checkout_cancelled.html", booking=found, released=released, asked=genuine)
+    released, refusal = False, None
+    if genuine:
+        try:
+            checkout.release_hold(booking=found, provider=get_provider(), now=utcnow(),
+                                  actor=Actor.of(current_user))
+            released = True
+        except IllegalTransition as problem:
+            refusal = problem.message
+    return render_template("studio/checkout_cancelled.html", booking=found, released=released, asked=genuine,
+                           refusal=refusal)
 
 
 @bp.post("/bookings/<int:booking_id>/release")
 @login_required
 def release(booking_id: int):
-    """The student gives up an unpaid hold."""
+    """The student gives up an unpaid hold. Anything but a hold (a paid lesson, one released already) is a 409."""
     found = bookings.get_booking_for(current_user, booking_id, as_admin=False)
-    released = checkout.release_hold(booking=found, provider=get_provider(), now=utcnow())
-    return render_template("studio/checkout_cancelled.html", booking=found, released=released, asked=True)
+    checkout.release_hold(booking=found, provider=get_provider(), now=utcnow(), actor=Actor.of(current_user))
+    flash("You gave up this time; it is free for others again. Nothing was charged.", "success")
+    return redirect(url_for("studio.booking", booking_id=booking_id), code=303)

@@ -6,10 +6,12 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, or_, select
 
+from portal import formatting
 from portal.extensions import db
 from portal.models import AvailabilityRule, Blackout, Booking, BookingStatus, Package, Resource, Studio
 from portal.services import slots
 from portal.services.errors import InvalidInput, NotFound
+from portal.services.timeinput import parse_date
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,10 @@ def parse_day(raw: str | None, studio: Studio, now: datetime) -> date:
     first, last = booking_window(studio, now)
     if not raw:
         return first
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput("Dates look like 2026-12-31.", code="date_invalid", field="date") from None
+    day = parse_date(raw)
     if day < first or day > last:
-        raise InvalidInput(f"Pick a date between {first.isoformat()} and {last.isoformat()}.",
-                           code="date_out_of_range", field="date")
+        raise InvalidInput(f"Pick a date between {formatting.day(first, studio.locale)} and "
+                           f"{formatting.day(last, studio.locale)}.", code="date_out_of_range", field="date")
     return day
 
 
@@ -105,3 +104,16 @@ def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, no
 
 def free_slots_on(studio: Studio, offer: Offer, day: date, now: datetime) -> list[datetime]:
     return free_slots(studio, offer, day, day, now).get(day, [])
+
+
+def first_free_day(studio: Studio, offer: Offer, now: datetime, *, chunk_days: int = 14) -> date | None:
+    """The first studio-local day in the booking window with a free time for `offer`, or None."""
+    first, last = booking_window(studio, now)
+    while first <= last:
+        until = min(first + timedelta(days=chunk_days - 1), last)
+        days = free_slots(studio, offer, first, until, now)
+        found = next((d for d in sorted(days) if days[d]), None)
+        if found is not None:
+            return found
+        first = until + timedelta(days=1)
+    return None

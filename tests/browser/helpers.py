@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal import tenancy
 from portal.extensions import db
-from portal.formatting import long_date
+from portal import formatting
 from portal.models import Booking, Payment, WebhookEvent
 from tests.factories import next_weekday
 
@@ -52,7 +52,7 @@ def show_piano_times_on(page: Page, day: date) -> None:
     page.locator("#resource").select_option("piano")
     expect(heading).to_contain_text("Piano room")
     page.locator("#date").fill(day.isoformat())
-    expect(heading).to_contain_text(f"Free times on {long_date(day)}")
+    expect(heading).to_contain_text(f"Free times on {formatting.day(day)}")
     expect(page).to_have_url(re.compile(rf"{re.escape(STUDIO)}/packages/{PACKAGE_SLUG}\?(?=.*resource=piano)"
                                         rf"(?=.*date={day.isoformat()})"))
     expect(page.locator(SLOT_BUTTON).first).to_be_visible()
@@ -122,3 +122,22 @@ def wait_for(read, check, timeout: float = 10.0, interval: float = 0.1):
         if check(value) or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def assert_fits_phone_width(page: Page, what: str) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        assert page.evaluate("() => window.innerWidth") == 390
+        overflow = page.evaluate("""() => {
+            const width = window.innerWidth;
+            if (document.scrollingElement.scrollWidth <= width) return null;
+            const wide = [...document.querySelectorAll("body *")]
+                .filter(el => el.getBoundingClientRect().right > width + 0.5)
+                .map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+                     + (el.className && typeof el.className === "string" ? "." + el.className.split(" ").join(".") : "")
+                     + " right=" + Math.round(el.getBoundingClientRect().right));
+            return {scrollWidth: document.scrollingElement.scrollWidth, wide: wide.slice(0, 10)};
+        }""")
+        assert overflow is None, f"{what} scrolls sideways at 390 px: {overflow}"
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 720})

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.clock import utcnow
-from portal.formatting import long_date
+from portal import formatting
 from portal.models import BookingStatus, PaymentStatus
 from tests.browser.helpers import (PACKAGE, PACKAGE_SLUG, PORTAL_PRICE, SLOT_BUTTON, STUDENT, STUDIO,
                                    booking_for_session, lesson_day, log_in, on_checkout_page, open_package,
@@ -41,7 +41,7 @@ def test_student_holds_a_slot_picked_through_htmx(page: Page, live_app, stripe_s
 
     slot = page.locator(SLOT_BUTTON).nth(2)
     start = datetime.fromisoformat(slot_start(slot))
-    expect(slot).to_have_accessible_name(re.compile(rf"^Hold .+ on {re.escape(long_date(day))}$"))
+    expect(slot).to_have_accessible_name(re.compile(rf"^Hold .+ on {re.escape(formatting.day(day))}$"))
     slot.click()
 
     session_id = on_checkout_page(page, stripe_standin.base_url)
@@ -139,7 +139,7 @@ def test_portal_pages_raise_no_console_errors_or_csp_violations(page: Page, live
     page.locator("#slots").get_by_role("link", name="Next day →").click()  # a plain link: a full navigation
     expect(page.locator("#slots-heading")).to_be_visible()
     page.locator("#date").fill(lesson_day().isoformat())
-    expect(page.locator("#slots-heading")).to_contain_text(long_date(lesson_day()))
+    expect(page.locator("#slots-heading")).to_contain_text(formatting.day(lesson_day()))
     assert problems == []
 
     page.locator(SLOT_BUTTON).first.click()  # POST, then 303 to the stand-in's origin

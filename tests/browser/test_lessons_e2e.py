@@ -22,9 +22,9 @@ from sqlalchemy import select
 from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.formatting import long_date
+from portal import formatting
 from portal.models import Booking, BookingStatus, PaymentStatus, RefundStatus, Studio, User
-from tests.browser.helpers import (PORTAL_PRICE, SLOT_BUTTON, STUDENT, STUDIO, booking_for_session, lesson_day,
+from tests.browser.helpers import (PORTAL_PRICE, assert_fits_phone_width, SLOT_BUTTON, STUDENT, STUDIO, booking_for_session, lesson_day,
                                    log_in, on_checkout_page, open_package, show_piano_times_on, slot_start,
                                    wait_for)
 from tests.payments.helpers import pay
@@ -55,9 +55,8 @@ def late_fee(paid_minor: int) -> int:
 
 
 def when_text(instant: datetime) -> str:
-    """How the portal shows an instant: `Wed 25 Nov 2026, 9:00 AM EST` (studio-local)."""
-    local = instant.astimezone(STUDIO_TZ)
-    return local.strftime("%a %-d %b %Y, %-I:%M %p ") + local.tzname()
+    """How the portal shows an instant: `Wed, Nov 25, 2026, 9:00 AM EST` (studio-local, the studio's locale)."""
+    return formatting.when(instant, STUDIO_TZ, "en_US")
 
 
 # --- making paid lessons -----------------------------------------------------------------------------------
@@ -159,25 +158,6 @@ def open_my_lessons(page: Page) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("My lessons")
 
 
-def assert_fits_phone_width(page: Page, what: str) -> None:
-    page.set_viewport_size({"width": 390, "height": 844})
-    try:
-        assert page.evaluate("() => window.innerWidth") == 390
-        overflow = page.evaluate("""() => {
-            const width = window.innerWidth;
-            if (document.scrollingElement.scrollWidth <= width) return null;
-            const wide = [...document.querySelectorAll("body *")]
-                .filter(el => el.getBoundingClientRect().right > width + 0.5)
-                .map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
-                     + (el.className && typeof el.className === "string" ? "." + el.className.split(" ").join(".") : "")
-                     + " right=" + Math.round(el.getBoundingClientRect().right));
-            return {scrollWidth: document.scrollingElement.scrollWidth, wide: wide.slice(0, 10)};
-        }""")
-        assert overflow is None, f"{what} scrolls sideways at 390 px: {overflow}"
-    finally:
-        page.set_viewport_size({"width": 1280, "height": 720})
-
-
 # --- the test ------------------------------------------------------------------------------------------------
 
 def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app, live_server, stripe_standin):
@@ -200,7 +180,7 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     expect(row_b.locator(".badge")).to_have_text("Confirmed")
     expect(row_a.get_by_role("heading", level=3)).to_have_text(when_text(a_before.start_at))
     expect(row_b.get_by_role("heading", level=3)).to_have_text(when_text(b_start))
-    expect(row_a).to_contain_text(f"paid {PORTAL_PRICE}")
+    expect(row_a).to_contain_text(f"Paid {PORTAL_PRICE}")
     if late:
         expect(row_b).to_contain_text("Reschedule: Rescheduling closes 24 hours before the lesson.")
         expect(row_b.get_by_role("link", name="Reschedule")).to_have_count(0)
@@ -216,7 +196,7 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     expect(page.get_by_role("heading", level=1)).to_have_text("Move your lesson")
     expect(page.locator("main")).to_contain_text(f"now on {when_text(a_before.start_at)}")
     heading = page.locator("#slots-heading")
-    expect(heading).to_contain_text(f"Free times on {long_date(lesson_day())}")
+    expect(heading).to_contain_text(f"Free times on {formatting.day(lesson_day())}")
     expect(heading).to_contain_text("Piano room")
     expect(page.locator(SLOT_BUTTON).first).to_be_visible()
     assert a_before.start_at.isoformat() not in [datetime.fromisoformat(v).astimezone(timezone.utc).isoformat()
@@ -227,7 +207,7 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     marker = page.evaluate("() => (window.__sameDocument = (window.__sameDocument || 0) + 1)")
     first_before = slot_start(page.locator(SLOT_BUTTON).first)
     page.locator("#date").fill(new_day.isoformat())
-    expect(heading).to_contain_text(f"Free times on {long_date(new_day)}")
+    expect(heading).to_contain_text(f"Free times on {formatting.day(new_day)}")
     expect(page).to_have_url(re.compile(rf"{re.escape(STUDIO)}/bookings/{a_id}/reschedule\?"
                                         rf"(?=.*resource=piano)(?=.*date={new_day.isoformat()})"))
     expect(page.locator(SLOT_BUTTON).first).to_be_visible()
@@ -278,7 +258,7 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     status = page.locator("#booking-status")
     expect(status.locator(".badge")).to_have_text("Cancelled")
     expect(status).to_contain_text("This lesson was cancelled late." if late else "This lesson was cancelled.")
-    refunded_note = f"Refunded {refund_text}."
+    refunded_note = f"Paid {PORTAL_PRICE} · {refund_text} refunded." if late else f"Paid {PORTAL_PRICE} · refunded in full."
     for _ in range(20):  # the page does not poll: reload until the refund is recorded (~10 s at most)
         if refunded_note in status.inner_text():
             break
@@ -303,7 +283,7 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     expect(upcoming.locator("li.lesson")).to_have_count(1)
     expect(upcoming.locator(f"#lesson-{a_id}")).to_be_visible()
     expect(past.locator(f"#lesson-{b_id} .badge")).to_have_text("Cancelled")
-    expect(past.locator(f"#lesson-{b_id}")).to_contain_text(f"refunded {refund_text}")
+    expect(past.locator(f"#lesson-{b_id}")).to_contain_text(refunded_note.rstrip("."))
     if late:
         expect(past.locator(f"#lesson-{b_id}")).to_contain_text("late cancellation")
     assert_fits_phone_width(page, "My lessons (one upcoming, one cancelled)")
