@@ -6,7 +6,7 @@ Every key read here is listed in `.env.example`. `load_settings()` validates the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -46,7 +46,6 @@ class Settings:
     webhook_processing_lease_sec: int = 300
     webhook_stuck_after_sec: int = 600
     instance_path: str = str(DEFAULT_INSTANCE)
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

@@ -1,6 +1,6 @@
 """One module per concept; importing this package registers every table on `db.metadata`."""
 from portal.models.audit import AuditEntry
-from portal.models.bookings import LIVE_STATUSES, Booking, BookingStatus, MakeupCredit, Reschedule
+from portal.models.bookings import Booking, BookingStatus, MakeupCredit, Reschedule
 from portal.models.catalog import Package, Resource, ResourceKind
 from portal.models.notifications import NotificationLog
 from portal.models.payments import (
@@ -20,7 +20,7 @@ from portal.models.users import Membership, Role, User
 
 __all__ = [
     "AccountToken", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus", "EventStatus",
-    "LIVE_STATUSES", "MakeupCredit", "Membership", "NotificationLog", "Package", "Payment", "PaymentFlag",
+    "MakeupCredit", "Membership", "NotificationLog", "Package", "Payment", "PaymentFlag",
     "PaymentStatus", "Refund", "RefundStatus", "Reschedule", "Resource", "ResourceKind", "Role", "Studio",
     "TokenPurpose", "User", "WebhookEvent", "WebhookSignature",
 ]

@@ -14,17 +14,16 @@ from portal.models.base import TenantMixin, TimestampMixin, UTCDateTime, str_enu
 
 class BookingStatus(str, enum.Enum):
     """A booking's life; `portal.services.states.booking` owns every change of it. A move keeps a booking
-    `confirmed` (its history is in `reschedules`); money refunded is the payment's state, not the booking's."""
+    `confirmed` (its history is in `reschedules`); money refunded is the payment's state, not the booking's.
+
+    `held` and `confirmed` occupy their slot: the no-overlap constraint (an exclusion constraint on PostgreSQL,
+    triggers on SQLite, both created by the migrations) covers exactly these two."""
 
     HELD = "held"
     CONFIRMED = "confirmed"
     CANCELLED = "cancelled"   # by the student (under the policy) or the studio; refunds live on the payment
     EXPIRED = "expired"       # a hold that ended unpaid (timed out, given up, or its payment failed)
 
-
-#: Statuses that occupy their slot. The no-overlap constraint (an exclusion constraint on PostgreSQL,
-#: triggers on SQLite, both created by the migrations) covers exactly these.
-LIVE_STATUSES = (BookingStatus.HELD, BookingStatus.CONFIRMED)
 
 
 class Booking(TenantMixin, TimestampMixin, db.Model):

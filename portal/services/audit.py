@@ -34,10 +34,6 @@ class Actor:
     def api_key(cls, key_id: int, name: str) -> Actor:
         return cls("api_key", f"{name} (key #{key_id})")
 
-    @property
-    def is_person(self) -> bool:
-        return self.kind in ("user", "api_key")
-
 
 SYSTEM = Actor("system", "system")
 

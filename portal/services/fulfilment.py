@@ -31,7 +31,6 @@ SESSION_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_
                   "checkout.session.async_payment_failed", "checkout.session.expired"}
 #: Stripe reports refund progress on the charge and on the refund itself; either is a signal to re-fetch.
 REFUND_EVENTS = {"charge.refunded", "charge.refund.updated", "refund.updated", "refund.failed"}
-HANDLED = SESSION_EVENTS | REFUND_EVENTS | {"payment_intent.payment_failed"}
 
 
 class RetryLater(Exception):

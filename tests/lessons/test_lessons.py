@@ -265,12 +265,15 @@ def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, client, 
     assert "refund_failed" in console and f"#{booking_id}" in console  # it ends on the ops console
 
 
-def test_a_declined_refund_is_failed_at_once(app, studio, paid_lesson, stripe_standin):
+def test_a_declined_refund_is_failed_at_once(app, client, auth, studio, paid_lesson, stripe_standin):
     booking_id = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"))
     control(stripe_standin, "refunds/fail_next", {"count": 1, "mode": "failed"})
     _service(app, studio, lesson_changes.cancel, booking_id)
     drain(app)
     assert booking_row(app, booking_id).refunds[0][:2] == (6500, "failed")
+    auth.login("student@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/bookings/{booking_id}").get_data(as_text=True)
+    assert "A refund could not be sent" in page and "No refund is due" not in page
 
 
 def test_cancelling_twice_refunds_once(app, studio, paid_lesson):
