@@ -8,8 +8,7 @@ import pytest
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import (AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio,
-                           User)
+from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
 
 PASSWORD = "test-password-1"
 

@@ -24,9 +24,20 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.formatting import long_date
 from portal.models import Booking, BookingStatus, PaymentStatus, RefundStatus, Studio, User
-from tests.browser.helpers import (PORTAL_PRICE, SLOT_BUTTON, STUDENT, STUDIO, booking_for_session, lesson_day,
-                                   log_in, on_checkout_page, open_package, show_piano_times_on, slot_start,
-                                   wait_for)
+from tests.browser.helpers import (
+    PORTAL_PRICE,
+    SLOT_BUTTON,
+    STUDENT,
+    STUDIO,
+    booking_for_session,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    show_piano_times_on,
+    slot_start,
+    wait_for,
+)
 from tests.payments.helpers import pay
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]

@@ -18,9 +18,21 @@ from playwright.sync_api import Page, expect
 
 from portal.config import PROJECT_ROOT
 from portal.models import BookingStatus, EventStatus, PaymentStatus
-from tests.browser.helpers import (PORTAL_PRICE, SLOT_BUTTON, STUDIO, booking_for_session, booking_row,
-                                   lesson_day, log_in, on_checkout_page, open_package, session_events,
-                                   show_piano_times_on, slot_start, wait_for)
+from tests.browser.helpers import (
+    PORTAL_PRICE,
+    SLOT_BUTTON,
+    STUDIO,
+    booking_for_session,
+    booking_row,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    session_events,
+    show_piano_times_on,
+    slot_start,
+    wait_for,
+)
 from tests.conftest import TEST_SECRET
 from tests.payments.helpers import control
 

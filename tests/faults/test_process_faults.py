@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, time as dtime, timezone
+from datetime import datetime, timezone
+from datetime import time as dtime
 from pathlib import Path
 
 import psycopg
@@ -27,8 +28,17 @@ from portal.models import Role
 from portal.payments import get_provider
 from portal.services import bookings, checkout
 from stripe_standin import sign
-from tests.conftest import (PG_ADMIN_URL, STRIPE_WEBHOOK_SECRET, TEST_SECRET, build_app, create_pg_database,
-                            drop_pg_database, empty_tables, require, stripe_env)
+from tests.conftest import (
+    PG_ADMIN_URL,
+    STRIPE_WEBHOOK_SECRET,
+    TEST_SECRET,
+    build_app,
+    create_pg_database,
+    drop_pg_database,
+    empty_tables,
+    require,
+    stripe_env,
+)
 from tests.factories import make_studio, make_user, next_weekday
 from tests.faults.conftest import attach_log
 from tests.payments.helpers import events, pay, signed_post

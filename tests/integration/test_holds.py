@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, time, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import func, select, update
@@ -236,5 +237,5 @@ def test_mixed_durations_racing_never_overlap(app, app_ctx, backend):
     assert all(o in ("held", "taken") for o in outcomes), outcomes
     spans = _live_spans(studio_id)
     assert len(spans) == outcomes.count("held") >= 2
-    for (_, first_until), (second_start, _) in zip(spans, spans[1:]):
+    for (_, first_until), (second_start, _) in pairwise(spans):
         assert first_until <= second_start, f"overlap: {spans}"

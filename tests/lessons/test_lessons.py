@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import select
@@ -179,7 +180,7 @@ def test_a_reschedule_racing_a_new_hold(app, studio, paid_lesson):
     with within(app):
         live = db.session.scalars(select(Booking).where(Booking.status.in_(("held", "confirmed")))).all()
         spans = sorted((b.start_at, b.occupied_until) for b in live)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in pairwise(spans))
 
 
 def _race(app, studio, actions, *, done="moved", refusals=((SlotUnavailable, "taken"),)):
@@ -359,10 +360,9 @@ def test_metrics_count_late_cancels_and_reschedule_lead_times(app, client, studi
 
 def test_a_refund_the_queue_lost_is_sent_by_the_sweep_and_shown_to_ops_meanwhile(app, client, auth, studio,
                                                                                  paid_lesson):
+    from portal.dispatch import DispatchError
     from portal.models import Refund
     from portal.services import refunds
-
-    from portal.dispatch import DispatchError
 
     booking_id = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"))
 

@@ -6,8 +6,8 @@ from datetime import datetime, time, timezone
 import pytest
 
 from portal import tenancy
-from portal.services import bookings
 from portal.models import Role
+from portal.services import bookings
 from tests.factories import PASSWORD, make_user, next_weekday
 
 
