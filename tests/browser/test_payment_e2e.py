@@ -35,6 +35,7 @@ from tests.browser.helpers import (
 )
 from tests.conftest import TEST_SECRET
 from tests.payments.helpers import control
+from tests.support.processes import python_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -79,7 +80,8 @@ def worker(worker_env, tmp_path, request):
     """A real RQ worker process (`python -m worker`), stopped at teardown; its log is printed if the test failed."""
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"], env=worker_env,
+        process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"],
+                                   env=python_env(worker_env),
                                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         yield process
