@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench worker standin clean
+# `make test-dates` runs the date-sensitive tests again with the tests' clock pinned (PORTAL_TEST_NOW, see
+# tests/conftest.py) to: a Monday; a Saturday evening in New York, already Sunday in UTC; the Sunday the US clocks go
+# forward, just after 2 a.m. in New York; the Sunday they go back, inside the repeated hour (1:30 a.m. EST).
+TEST_DATES := 2027-01-04T14:00:00+00:00 2026-12-05T23:30:00-05:00 2027-03-14T06:30:00+00:00 2026-11-01T06:30:00+00:00
+DATE_SENSITIVE_TESTS := tests/lessons tests/calendar tests/notifications tests/unit
+
+.PHONY: run test test-dates bench worker standin clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +22,14 @@ run: $(STAMP)
 	$(BIN)/python -m portal.devserver
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-dates: $(STAMP)
+	@set -e; for now in $(TEST_DATES); do \
+		echo "==> the date-sensitive tests at PORTAL_TEST_NOW=$$now"; \
+		PORTAL_TEST_NOW=$$now $(BIN)/python -m pytest -q $(DATE_SENSITIVE_TESTS) $(PYTEST_ARGS); \
+	done
 
 worker: $(STAMP)
 	$(BIN)/python -m worker
@@ -29,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.webhooks
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

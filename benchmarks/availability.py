@@ -70,7 +70,7 @@ def seed(now: datetime) -> tuple[date, dict[str, int]]:
         if resource is resources[0] and offset <= 30:  # the API's day: most lessons, then longest free stretch
             busiest = max(busiest, (len(pkgs), slack, first + timedelta(days=offset)))
         cursor = datetime.combine(first + timedelta(days=offset), OPEN)  # studio-local wall time
-        for pkg, gap in zip(pkgs, gaps):
+        for pkg, gap in zip(pkgs, gaps[:-1], strict=True):  # the last gap is the day's free end
             start = (cursor + timedelta(minutes=gap)).replace(tzinfo=studio.tz).astimezone(timezone.utc)
             end = start + timedelta(minutes=pkg.duration_minutes)
             held = rng.random() < 0.25

@@ -121,7 +121,7 @@ def send_events(port: int, secret: str, n: int, concurrency: int) -> dict:
 
     t0 = clock.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        latencies, statuses = zip(*pool.map(send, range(n)))
+        latencies, statuses = zip(*pool.map(send, range(n)), strict=True)
     seconds = clock.perf_counter() - t0
     return {"events": n, "concurrency": concurrency, "seconds": round(seconds, 2),
             "events_per_s": round(n / seconds, 1), **summary(list(latencies)),
@@ -253,7 +253,8 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
             group = [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0"], env, f"{tmp}/worker.log")
                      for _ in range(workers)]
             procs.extend(group)
-            wait_until(lambda: Worker.count(connection=cache) >= workers, f"{workers} RQ worker(s)", group[0])
+            wait_until(lambda count=workers: Worker.count(connection=cache) >= count, f"{workers} RQ worker(s)",
+                       group[0])
             report[f"pay_to_confirmed_w{workers}"] = {
                 "workers": workers, "rate_per_s": args.rate,
                 **pay_and_time(standin_base, database_url, pairs, args.rate, args.timeout)}

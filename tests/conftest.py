@@ -1,7 +1,15 @@
-"""Shared fixtures: real databases (SQLite file, PostgreSQL), app and client per test, factories.
+"""Shared fixtures: a pinned clock, real databases (SQLite file, PostgreSQL), app and client per test, factories.
 
 PostgreSQL, Redis and the browser are real. Locally a missing service skips its tests; with CI=true a missing
 service fails them, so CI can never pass by skipping.
+
+The clock is pinned for the whole session (`pinned_clock`, with time-machine): it starts at `PORTAL_TEST_NOW`, an
+ISO 8601 instant with a UTC offset, or by default at 2026-06-10T19:00:00+00:00 (a Wednesday, 15:00 in New York and
+20:00 in London, far from any DST change), and ticks on in real time, since tests wait, poll, sign webhooks and
+let holds expire. `portal.clock.utcnow()`, `datetime.now()` and `time.time()` all read it; `time.monotonic()` stays
+real. Tests build their dates from it (`utcnow()`), so they pass whatever the instant: `make test-dates` runs the
+date-sensitive tests on a Monday, on a Saturday evening in New York (already Sunday in UTC) and on the days the US
+clocks change. Python processes that tests start read the same clock through `tests/support/processes.py`.
 """
 from __future__ import annotations
 
@@ -9,9 +17,13 @@ import os
 import re
 import secrets
 import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -27,7 +39,42 @@ TEST_SECRET = "test-secret-key-" + "x" * 32
 STRIPE_WEBHOOK_SECRET = "whsec_" + "portal-tests-" * 3
 STRIPE_API_KEY = "sk_test_portal_tests"
 
+DEFAULT_NOW = "2026-06-10T19:00:00+00:00"
+
 pytest_plugins = ["tests.factories"]
+
+
+# --- the clock -------------------------------------------------------------------------------------------
+
+PINNED_NOW = pytest.StashKey[datetime]()
+REAL_START = pytest.StashKey[float]()  # the real Unix time at which the pinned clock started
+
+
+def pytest_configure(config):
+    raw = os.environ.get("PORTAL_TEST_NOW", "").strip() or DEFAULT_NOW
+    try:
+        instant = datetime.fromisoformat(raw)
+    except ValueError:
+        raise pytest.UsageError(f"PORTAL_TEST_NOW={raw!r} is not an ISO 8601 date and time") from None
+    if instant.utcoffset() is None:
+        raise pytest.UsageError(f"PORTAL_TEST_NOW={raw!r} needs a UTC offset, e.g. {DEFAULT_NOW}")
+    config.stash[PINNED_NOW] = instant
+
+
+def pytest_report_header(config):
+    given = os.environ.get("PORTAL_TEST_NOW", "").strip()
+    source = "PORTAL_TEST_NOW" if given else "the default; PORTAL_TEST_NOW sets it"
+    return f"clock: pinned to {config.stash[PINNED_NOW].isoformat()} ({source}), ticking"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pinned_clock(pytestconfig) -> Iterator[datetime]:
+    """The instant the session's clock started at; it ticks on in real time from there (see the docstring above)."""
+    instant = pytestconfig.stash[PINNED_NOW]
+    with time_machine.travel(instant.timestamp(), tick=True):
+        time.time()  # a ticking travel starts counting at its first reading: make that now
+        pytestconfig.stash[REAL_START] = time_machine.escape_hatch.time.time()
+        yield instant
 
 
 def require(what: str, why: str):

@@ -9,16 +9,16 @@ import pytest
 from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import (AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio,
-                           User)
+from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
 
 PASSWORD = "test-password-1"
 
 
 def next_weekday(weekday: int, *, after_days: int = 3, tz: str = "America/New_York") -> date:
-    """A date at least `after_days` ahead (studio-local) that falls on `weekday` (0 = Monday)."""
-    today = datetime.now(ZoneInfo(tz)).date() + timedelta(days=after_days)
-    return today + timedelta(days=(weekday - today.weekday()) % 7)
+    """A date at least `after_days` after today (studio-local, on the tests' clock) that falls on `weekday`
+    (0 = Monday)."""
+    earliest = utcnow().astimezone(ZoneInfo(tz)).date() + timedelta(days=after_days)
+    return earliest + timedelta(days=(weekday - earliest.weekday()) % 7)
 
 
 def make_studio(slug: str = "melody-and-meter", *, timezone: str = "America/New_York", currency: str = "usd",

@@ -7,9 +7,8 @@ Revises: 0002
 Create Date: 2026-11-22 02:37:20.493727
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0003"

@@ -8,9 +8,8 @@ from datetime import date
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from portal import tenancy
+from portal import formatting, tenancy
 from portal.extensions import db
-from portal import formatting
 from portal.models import Booking, Payment, WebhookEvent
 from tests.factories import next_weekday
 

@@ -9,12 +9,24 @@ from datetime import datetime
 import pytest
 from playwright.sync_api import Page, expect
 
-from portal.clock import utcnow
 from portal import formatting
+from portal.clock import utcnow
 from portal.models import BookingStatus, PaymentStatus
-from tests.browser.helpers import (PACKAGE, PACKAGE_SLUG, PORTAL_PRICE, SLOT_BUTTON, STUDENT, STUDIO,
-                                   booking_for_session, lesson_day, log_in, on_checkout_page, open_package,
-                                   show_piano_times_on, slot_start)
+from tests.browser.helpers import (
+    PACKAGE,
+    PACKAGE_SLUG,
+    PORTAL_PRICE,
+    SLOT_BUTTON,
+    STUDENT,
+    STUDIO,
+    booking_for_session,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    show_piano_times_on,
+    slot_start,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 

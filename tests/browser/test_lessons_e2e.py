@@ -19,14 +19,25 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from portal import tenancy
+from portal import formatting, tenancy
 from portal.clock import utcnow
 from portal.extensions import db
-from portal import formatting
 from portal.models import Booking, BookingStatus, PaymentStatus, RefundStatus, Studio, User
-from tests.browser.helpers import (PORTAL_PRICE, assert_fits_phone_width, SLOT_BUTTON, STUDENT, STUDIO, booking_for_session, lesson_day,
-                                   log_in, on_checkout_page, open_package, show_piano_times_on, slot_start,
-                                   wait_for)
+from tests.browser.helpers import (
+    PORTAL_PRICE,
+    SLOT_BUTTON,
+    STUDENT,
+    STUDIO,
+    assert_fits_phone_width,
+    booking_for_session,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    show_piano_times_on,
+    slot_start,
+    wait_for,
+)
 from tests.payments.helpers import pay
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
@@ -258,7 +269,8 @@ def test_student_moves_one_paid_lesson_and_cancels_another(page: Page, live_app,
     status = page.locator("#booking-status")
     expect(status.locator(".badge")).to_have_text("Cancelled")
     expect(status).to_contain_text("This lesson was cancelled late." if late else "This lesson was cancelled.")
-    refunded_note = f"Paid {PORTAL_PRICE} · {refund_text} refunded." if late else f"Paid {PORTAL_PRICE} · refunded in full."
+    refunded_note = (f"Paid {PORTAL_PRICE} · {refund_text} refunded." if late
+                     else f"Paid {PORTAL_PRICE} · refunded in full.")
     for _ in range(20):  # the page does not poll: reload until the refund is recorded (~10 s at most)
         if refunded_note in status.inner_text():
             break

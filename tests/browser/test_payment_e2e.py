@@ -18,11 +18,24 @@ from playwright.sync_api import Page, expect
 
 from portal.config import PROJECT_ROOT
 from portal.models import BookingStatus, EventStatus, PaymentStatus
-from tests.browser.helpers import (PORTAL_PRICE, SLOT_BUTTON, STUDIO, booking_for_session, booking_row,
-                                   lesson_day, log_in, on_checkout_page, open_package, session_events,
-                                   show_piano_times_on, slot_start, wait_for)
+from tests.browser.helpers import (
+    PORTAL_PRICE,
+    SLOT_BUTTON,
+    STUDIO,
+    booking_for_session,
+    booking_row,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    session_events,
+    show_piano_times_on,
+    slot_start,
+    wait_for,
+)
 from tests.conftest import TEST_SECRET
 from tests.payments.helpers import control
+from tests.support.processes import python_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -67,7 +80,8 @@ def worker(worker_env, tmp_path, request):
     """A real RQ worker process (`python -m worker`), stopped at teardown; its log is printed if the test failed."""
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"], env=worker_env,
+        process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"],
+                                   env=python_env(worker_env),
                                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         yield process

@@ -1,7 +1,7 @@
 """Calendar export over HTTP: the .ics download, the token feed, and replacing the feed address."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,6 +9,7 @@ from flask import g, render_template
 from icalendar import Calendar
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import BookingStatus, Membership, Role
 from portal.services import calendars
@@ -29,7 +30,7 @@ def world(app_ctx):
         "admin": make_user("admin@example.com", roles=[(studio, Role.ADMIN)]),
         "admin_b": make_user("admin-b@example.com", roles=[(other_studio, Role.ADMIN)]),
     }
-    start = (datetime.now(NEW_YORK) + timedelta(days=10)).replace(hour=10, minute=0, second=0, microsecond=0)
+    start = (utcnow().astimezone(NEW_YORK) + timedelta(days=10)).replace(hour=10, minute=0, second=0, microsecond=0)
     booking = make_booking(studio, people["student"], start)
     return {"studio": studio, "other_studio": other_studio, "booking": booking, **people}
 

@@ -8,6 +8,7 @@ import pytest
 from icalendar import Calendar
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import BookingStatus, Role
 from portal.services import calendars
@@ -15,13 +16,31 @@ from tests.calendar.conftest import make_booking, student_membership
 from tests.factories import make_studio, make_user
 
 NEW_YORK = ZoneInfo("America/New_York")
-NEXT_YEAR = datetime.now(timezone.utc).year + 1
-WINTER = datetime(NEXT_YEAR, 1, 14, 10, 0, tzinfo=NEW_YORK)  # EST, UTC-5
-SUMMER = datetime(NEXT_YEAR, 7, 15, 10, 0, tzinfo=NEW_YORK)  # EDT, UTC-4
+#: Lessons at 10:00 New York time next year (on the tests' clock), so ahead of any feed's cutoff: (month, day, the
+#: UTC hour of 10:00 that day).
+WINTER = (1, 14, 15)  # EST, UTC-5
+SUMMER = (7, 15, 14)  # EDT, UTC-4
 
 
 def events(ics: bytes) -> dict:
     return {str(e["uid"]): e for e in Calendar.from_ical(ics).walk("VEVENT")}
+
+
+@pytest.fixture
+def next_year():
+    return utcnow().year + 1
+
+
+@pytest.fixture
+def winter(next_year):
+    month, day, _utc_hour = WINTER
+    return datetime(next_year, month, day, 10, 0, tzinfo=NEW_YORK)
+
+
+@pytest.fixture
+def summer(next_year):
+    month, day, _utc_hour = SUMMER
+    return datetime(next_year, month, day, 10, 0, tzinfo=NEW_YORK)
 
 
 @pytest.fixture
@@ -34,11 +53,10 @@ def student(studio):
     return make_user("student@example.com", roles=[(studio, Role.STUDENT)])
 
 
-@pytest.mark.parametrize("local_start,utc_start", [
-    (WINTER, datetime(NEXT_YEAR, 1, 14, 15, 0, tzinfo=timezone.utc)),
-    (SUMMER, datetime(NEXT_YEAR, 7, 15, 14, 0, tzinfo=timezone.utc)),
-], ids=["EST", "EDT"])
-def test_confirmed_booking_is_one_event_at_its_utc_instants(studio, student, local_start, utc_start):
+@pytest.mark.parametrize("month,day,utc_hour", [WINTER, SUMMER], ids=["EST", "EDT"])
+def test_confirmed_booking_is_one_event_at_its_utc_instants(studio, student, next_year, month, day, utc_hour):
+    local_start = datetime(next_year, month, day, 10, 0, tzinfo=NEW_YORK)
+    utc_start = datetime(next_year, month, day, utc_hour, 0, tzinfo=timezone.utc)
     booking = make_booking(studio, student, local_start, sequence=2)
     with tenancy.scoped(studio.id):
         ics = calendars.booking_calendar(booking)
@@ -65,11 +83,11 @@ def test_confirmed_booking_is_one_event_at_its_utc_instants(studio, student, loc
     assert local_start.tzname() in description
 
 
-def test_cancelled_bookings_are_published_cancelled(studio, student):
-    winter = make_booking(studio, student, WINTER, status=BookingStatus.CANCELLED, sequence=1)
-    summer = make_booking(studio, student, SUMMER, status=BookingStatus.CANCELLED, sequence=1)
+def test_cancelled_bookings_are_published_cancelled(studio, student, winter, summer):
+    in_winter = make_booking(studio, student, winter, status=BookingStatus.CANCELLED, sequence=1)
+    in_summer = make_booking(studio, student, summer, status=BookingStatus.CANCELLED, sequence=1)
     with tenancy.scoped(studio.id):
-        for booking in (winter, summer):
+        for booking in (in_winter, in_summer):
             (event,) = events(calendars.booking_calendar(booking)).values()
             assert str(event["status"]) == "CANCELLED"
             assert "cancelled" in str(event["description"]).lower()
@@ -80,7 +98,7 @@ def test_feed_lists_only_this_students_confirmed_and_cancelled_lessons_in_this_s
     other_studio = make_studio("north-strings", timezone="Europe/London", currency="gbp", resources=("violin",))
     student = make_user("student@example.com", roles=[(studio, Role.STUDENT), (other_studio, Role.STUDENT)])
     rival = make_user("rival@example.com", roles=[(studio, Role.STUDENT)])
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     day = now.astimezone(NEW_YORK).replace(hour=10, minute=0, second=0, microsecond=0)
     confirmed = make_booking(studio, student, day + timedelta(days=7))
     cancelled = make_booking(studio, student, day + timedelta(days=8), status=BookingStatus.CANCELLED, sequence=1)
@@ -99,19 +117,19 @@ def test_feed_lists_only_this_students_confirmed_and_cancelled_lessons_in_this_s
     assert str(listed[calendars.event_uid(cancelled)]["status"]) == "CANCELLED"
 
 
-def test_feed_of_another_studio_in_scope_is_empty(app_ctx):
+def test_feed_of_another_studio_in_scope_is_empty(app_ctx, winter):
     """The explicit studio filter and the tenant scope agree; a mismatch shows nothing rather than leaking."""
     studio = make_studio()
     other_studio = make_studio("north-strings", timezone="Europe/London", currency="gbp", resources=("violin",))
     student = make_user("student@example.com", roles=[(studio, Role.STUDENT)])
-    make_booking(studio, student, WINTER)
+    make_booking(studio, student, winter)
     with tenancy.scoped(other_studio.id):
-        assert events(calendars.student_feed(studio, student.id, datetime.now(timezone.utc))) == {}
+        assert events(calendars.student_feed(studio, student.id, utcnow())) == {}
 
 
-def test_cancellation_keeps_the_uid_and_raises_the_sequence(studio, student):
-    booking = make_booking(studio, student, WINTER)
-    now = datetime.now(timezone.utc)
+def test_cancellation_keeps_the_uid_and_raises_the_sequence(studio, student, winter):
+    booking = make_booking(studio, student, winter)
+    now = utcnow()
     uid = calendars.event_uid(booking)
     with tenancy.scoped(studio.id):
         before = events(calendars.student_feed(studio, student.id, now))[uid]
@@ -125,25 +143,25 @@ def test_cancellation_keeps_the_uid_and_raises_the_sequence(studio, student):
     assert int(after[uid]["sequence"]) == int(before["sequence"]) + 1
 
 
-def test_moved_booking_shows_its_new_times_under_the_same_uid(studio, student):
-    booking = make_booking(studio, student, WINTER)
-    now = datetime.now(timezone.utc)
+def test_moved_booking_shows_its_new_times_under_the_same_uid(studio, student, winter, summer, next_year):
+    booking = make_booking(studio, student, winter)
+    now = utcnow()
     with tenancy.scoped(studio.id):
-        booking.start_at, booking.end_at = SUMMER, SUMMER + timedelta(minutes=60)
+        booking.start_at, booking.end_at = summer, summer + timedelta(minutes=60)
         booking.occupied_until = booking.end_at
         booking.ical_sequence += 1
         db.session.commit()
         (event,) = events(calendars.student_feed(studio, student.id, now)).values()
 
     assert str(event["uid"]) == calendars.event_uid(booking)
-    assert event.decoded("dtstart") == datetime(NEXT_YEAR, 7, 15, 14, 0, tzinfo=timezone.utc)
-    assert event.decoded("dtend") == datetime(NEXT_YEAR, 7, 15, 15, 0, tzinfo=timezone.utc)
+    assert event.decoded("dtstart") == datetime(next_year, 7, 15, 14, 0, tzinfo=timezone.utc)
+    assert event.decoded("dtend") == datetime(next_year, 7, 15, 15, 0, tzinfo=timezone.utc)
     assert int(event["sequence"]) == 1 and str(event["status"]) == "CONFIRMED"
 
 
 def test_feed_asks_subscribers_to_refresh(studio, student):
     with tenancy.scoped(studio.id):
-        calendar = Calendar.from_ical(calendars.student_feed(studio, student.id, datetime.now(timezone.utc)))
+        calendar = Calendar.from_ical(calendars.student_feed(studio, student.id, utcnow()))
     assert calendar.decoded("refresh-interval") == timedelta(hours=1)
     assert str(calendar["x-wr-calname"]) == "Melody And Meter lessons"
 

@@ -14,24 +14,36 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, time as dtime, timezone
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.models import Role
 from portal.payments import get_provider
 from portal.services import bookings, checkout
 from stripe_standin import sign
-from tests.conftest import (PG_ADMIN_URL, STRIPE_WEBHOOK_SECRET, TEST_SECRET, build_app, create_pg_database,
-                            drop_pg_database, empty_tables, require, stripe_env)
+from tests.conftest import (
+    PG_ADMIN_URL,
+    STRIPE_WEBHOOK_SECRET,
+    TEST_SECRET,
+    build_app,
+    create_pg_database,
+    drop_pg_database,
+    empty_tables,
+    require,
+    stripe_env,
+)
 from tests.factories import make_studio, make_user, next_weekday
 from tests.faults.conftest import attach_log
 from tests.payments.helpers import events, pay, signed_post
+from tests.support.processes import python_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -132,7 +144,7 @@ class Workers:
         attach_log(self.item, f"worker-{number} log", log_path)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"],
-                                    env={**self.base_env, **env}, cwd=str(PROJECT_ROOT), stdout=log,
+                                    env=python_env({**self.base_env, **env}), cwd=str(PROJECT_ROOT), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
         return proc
@@ -270,7 +282,7 @@ def _paid_booking(app, server) -> tuple[int, int, dict]:
     with app.app_context():
         studio = make_studio(buffer_minutes=0)
         student = make_user("student@example.com", roles=[(studio, Role.STUDENT)])
-        now = datetime.now(timezone.utc)
+        now = utcnow()
         start = datetime.combine(next_weekday(2), dtime(10), studio.tz)
         with tenancy.scoped(studio.id):
             booking = bookings.hold_slot(studio=studio, student=student, package_slug="lesson-60",
@@ -334,6 +346,9 @@ def test_worker_killed_mid_job_event_is_processed_after_restart(app, client, str
     assert attempts >= 2
     assert _rows(pg_url, "SELECT count(*) FROM payments")[0][0] == 1
     assert not stripe_standin.store.refunds  # nothing was refunded: the money was taken once and kept
+    # The worker process wrote its own clock's time, and that clock is the tests' pinned one.
+    [(processed_at,)] = _rows(pg_url, "SELECT processed_at FROM webhook_events")
+    assert timedelta(0) <= utcnow() - processed_at < timedelta(minutes=1)
 
 
 def test_redis_stopped_while_webhook_arrives_event_is_swept_later(app, client, stripe_standin, redis_server,

@@ -6,6 +6,7 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Package, Resource, Role
 from portal.services import availability
@@ -27,7 +28,7 @@ def _slots(studio, resource="piano", package="lesson-60", day=None, now=None):
     with tenancy.scoped(studio.id):
         offer = availability.find_offer(package, resource)
         return [s.strftime("%H:%M") for s in availability.free_slots_on(
-            studio, offer, day, now or datetime.now(timezone.utc))]
+            studio, offer, day, now or utcnow())]
 
 
 def _book(studio, day, hh_mm, status=BookingStatus.CONFIRMED, hold_expires_at=None, minutes=60):
@@ -57,7 +58,7 @@ def test_confirmed_booking_blocks_its_span_plus_buffer_on_both_sides(studio):
 @BOTH
 def test_live_holds_block_and_expired_holds_do_not(studio):
     day = next_weekday(2)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     _book(studio, day, "09:00", status=BookingStatus.HELD, hold_expires_at=now + timedelta(minutes=20))
     _book(studio, day, "11:00", status=BookingStatus.HELD, hold_expires_at=now - timedelta(minutes=1))
     slots = _slots(studio, package="lesson-30", day=day, now=now)

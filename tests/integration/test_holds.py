@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Role, Studio, User
 from portal.services import bookings
@@ -27,7 +29,7 @@ def _start(day, hh_mm: str, tz="America/New_York") -> datetime:
 def _hold(studio, student, package, start, resource="piano", now=None):
     with tenancy.scoped(studio.id):
         return bookings.hold_slot(studio=studio, student=student, package_slug=package, resource_slug=resource,
-                                  start_raw=start.isoformat(), now=now or datetime.now(timezone.utc))
+                                  start_raw=start.isoformat(), now=now or utcnow())
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def setup(app_ctx):
 def test_hold_creates_held_booking_with_price_snapshot_and_expiry(setup):
     studio, (alice, *_) = setup
     day = next_weekday(2)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     booking = _hold(studio, alice, "lesson-60", _start(day, "16:00"), now=now)
     assert booking.status == BookingStatus.HELD
     assert booking.price_minor == 6500 and booking.currency == "usd"
@@ -95,7 +97,7 @@ def test_buffer_is_guaranteed_by_the_database(app_ctx):
 def test_expired_hold_frees_the_slot(setup):
     studio, (alice, bob, _) = setup
     start = _start(next_weekday(2), "13:00")
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     first = _hold(studio, alice, "lesson-60", start, now=now)
     later = now + timedelta(minutes=32)
     second = _hold(studio, bob, "lesson-60", start, now=later)
@@ -135,7 +137,7 @@ def test_bad_input_is_rejected_with_reasons(setup):
     with pytest.raises(InvalidInput) as naive:
         with tenancy.scoped(studio.id):
             bookings.hold_slot(studio=studio, student=alice, package_slug="lesson-60", resource_slug="piano",
-                               start_raw=f"{day.isoformat()}T10:00:00", now=datetime.now(timezone.utc))
+                               start_raw=f"{day.isoformat()}T10:00:00", now=utcnow())
     assert naive.value.code == "start_invalid"
     with pytest.raises(InvalidInput) as off_grid:
         _hold(studio, alice, "lesson-60", _start(day, "10:07"))
@@ -143,7 +145,7 @@ def test_bad_input_is_rejected_with_reasons(setup):
     with pytest.raises(InvalidInput):
         _hold(studio, alice, "lesson-60", _start(day, "17:30"))  # would end after closing
     with pytest.raises(InvalidInput):
-        _hold(studio, alice, "lesson-60", datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        _hold(studio, alice, "lesson-60", utcnow().replace(minute=0, second=0, microsecond=0)
               - timedelta(days=1))
     with pytest.raises(InvalidInput) as unknown:  # an unknown choice in a booking form is bad input (422)
         _hold(studio, alice, "no-such-package", _start(day, "10:00"))
@@ -174,7 +176,7 @@ def _race(app, studio_id, attempts):
             barrier.wait(timeout=30)
             try:
                 bookings.hold_slot(studio=studio, student=student, package_slug=package, resource_slug="piano",
-                                   start_raw=start.isoformat(), now=datetime.now(timezone.utc))
+                                   start_raw=start.isoformat(), now=utcnow())
                 result = "held"
             except SlotUnavailable:
                 result = "taken"
@@ -236,5 +238,5 @@ def test_mixed_durations_racing_never_overlap(app, app_ctx, backend):
     assert all(o in ("held", "taken") for o in outcomes), outcomes
     spans = _live_spans(studio_id)
     assert len(spans) == outcomes.count("held") >= 2
-    for (_, first_until), (second_start, _) in zip(spans, spans[1:]):
+    for (_, first_until), (second_start, _) in pairwise(spans):
         assert first_until <= second_start, f"overlap: {spans}"

@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
 
+from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
 from stripe_standin import sign
 from tests.conftest import STRIPE_WEBHOOK_SECRET, TEST_SECRET, build_app, empty_tables, stripe_env
+from tests.support.processes import python_env
 
 pytestmark = [pytest.mark.redis]
 EVENTS = 12
@@ -40,10 +44,11 @@ def stack(tmp_path, redis_url, stripe_standin):
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     port = _free_port()
-    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
-           **stripe_env(stripe_standin), "PORTAL_ENV": "test", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database,
-           "REDIS_URL": redis_url, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PORTAL_INSTANCE_PATH": str(tmp_path),
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    env = python_env({
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+        **stripe_env(stripe_standin), "PORTAL_ENV": "test", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database,
+        "REDIS_URL": redis_url, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PORTAL_INSTANCE_PATH": str(tmp_path),
+        "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"})
     app = build_app(database, tmp_path, env={"REDIS_URL": redis_url})  # applies the migrations
     log = open(tmp_path / "gunicorn.log", "w")
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
@@ -90,7 +95,10 @@ def test_one_scrape_adds_up_web_and_worker_processes(stack):
     assert worker.returncode == 0, worker.stdout + worker.stderr
     # Several scrapes land on different gunicorn workers; each one sees the whole picture.
     for _ in range(4):
-        text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+            # The forked gunicorn workers keep the tests' clock (their signature checks above depended on it).
+            assert abs(parsedate_to_datetime(response.headers["Date"]) - utcnow()) < timedelta(seconds=5)
         assert _sample(text, "webhook_events_total", 'status="received"') == EVENTS
         assert _sample(text, "webhook_events_total", 'status="ignored"') == EVENTS  # counted in the RQ worker
         assert _sample(text, "melody_webhook_signature_valid_total") == EVENTS

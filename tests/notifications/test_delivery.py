@@ -12,8 +12,18 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.jobs.notifications import send_due_reminders, send_notification
 from portal.mail import MailError, SMTPBackend
-from portal.models import (Booking, BookingStatus, MakeupCredit, NotificationLog, Payment, Refund, RefundStatus,
-                           Reschedule, Resource, User)
+from portal.models import (
+    Booking,
+    BookingStatus,
+    MakeupCredit,
+    NotificationLog,
+    Payment,
+    Refund,
+    RefundStatus,
+    Reschedule,
+    Resource,
+    User,
+)
 from portal.services import notifications
 from tests.factories import make_studio, make_user
 from tests.notifications.helpers import make_booking, parts, within

@@ -13,8 +13,18 @@ from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.metrics import REGISTRY
-from portal.models import (Booking, BookingStatus, EventStatus, Payment, PaymentFlag, PaymentStatus, Refund,
-                           RefundStatus, Role, WebhookEvent)
+from portal.models import (
+    Booking,
+    BookingStatus,
+    EventStatus,
+    Payment,
+    PaymentFlag,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    Role,
+    WebhookEvent,
+)
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
 from portal.services import fulfilment, sweeps

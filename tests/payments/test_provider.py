@@ -1,10 +1,11 @@
 """The Stripe provider against the stand-in, through the real `stripe` SDK."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
+from portal.clock import utcnow
 from portal.payments import PaymentProviderError, TransientProviderError, get_provider
 from portal.payments.stripe_provider import StripeProvider
 from tests.payments.helpers import control, pay
@@ -15,7 +16,7 @@ def _create(provider, **overrides):
                   metadata={"booking_id": "7"}, customer_email="student@example.com",
                   success_url="http://portal.test/ok?session_id={CHECKOUT_SESSION_ID}",
                   cancel_url="http://portal.test/cancel",
-                  expires_at=datetime.now(timezone.utc) + timedelta(minutes=31), idempotency_key="booking-7-checkout")
+                  expires_at=utcnow() + timedelta(minutes=31), idempotency_key="booking-7-checkout")
     params.update(overrides)
     return provider.create_checkout_session(**params)
 
@@ -41,7 +42,7 @@ def test_idempotency_key_returns_the_same_session(app_ctx, stripe_standin):
 def test_invalid_requests_are_permanent_errors(app_ctx, stripe_standin):
     provider = get_provider()
     with pytest.raises(PaymentProviderError) as too_soon:
-        _create(provider, expires_at=datetime.now(timezone.utc) + timedelta(minutes=5), idempotency_key="x1")
+        _create(provider, expires_at=utcnow() + timedelta(minutes=5), idempotency_key="x1")
     assert not isinstance(too_soon.value, TransientProviderError)
     with pytest.raises(PaymentProviderError):
         provider.retrieve_checkout_session("cs_test_does_not_exist")

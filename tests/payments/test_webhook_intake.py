@@ -44,7 +44,7 @@ class Counts:
              ("webhook_events_total", {"status": "received"}), ("webhook_events_total", {"status": "duplicate"})]
 
     def __init__(self):
-        self.before = {(n, tuple(l.items())): metric(n, **l) for n, l in self.NAMES}
+        self.before = {(name, tuple(labels.items())): metric(name, **labels) for name, labels in self.NAMES}
 
     def delta(self, name, **labels):
         return metric(name, **labels) - self.before[(name, tuple(labels.items()))]

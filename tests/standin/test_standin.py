@@ -11,8 +11,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
@@ -20,6 +20,7 @@ import stripe
 
 from stripe_standin import start_server
 from stripe_standin.formcodec import decode_form
+from tests.support.processes import python_env
 
 SECRET = "whsec_standin_test_secret"
 ROOT = Path(__file__).resolve().parents[2]
@@ -534,8 +535,8 @@ def test_reset_clears_state(client, standin):
 
 
 def test_cli_uses_env_fallbacks(receiver):
-    env = dict(os.environ, STANDIN_WEBHOOK_URL=receiver.url,
-               STRIPE_WEBHOOK_SECRETS="whsec_first, whsec_second")
+    env = python_env(dict(os.environ, STANDIN_WEBHOOK_URL=receiver.url,
+                          STRIPE_WEBHOOK_SECRETS="whsec_first, whsec_second"))
     cmd = [sys.executable, "-m", "stripe_standin", "--host", "127.0.0.1", "--port", "0"]
     with subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True) as proc:
         try:
@@ -549,5 +550,5 @@ def test_cli_uses_env_fallbacks(receiver):
             proc.wait(timeout=10)
     assert proc.returncode == 0
     bad = subprocess.run([sys.executable, "-m", "stripe_standin", "--host", "0.0.0.0", "--port", "0"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+                         env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "loopback" in bad.stderr

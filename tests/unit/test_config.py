@@ -43,8 +43,8 @@ def test_postgres_scheme_alias_and_bad_urls():
 
 
 def test_webhook_secrets_and_replay_window_precedence():
-    settings = load_settings(env={"STRIPE_WEBHOOK_SECRETS": "whsec_new, whsec_old", "STRIPE_WEBHOOK_SECRET": "whsec_legacy",
-                                  "WEBHOOK_REPLAY_WINDOW_MS": "5000"})
+    settings = load_settings(env={"STRIPE_WEBHOOK_SECRETS": "whsec_new, whsec_old",
+                                  "STRIPE_WEBHOOK_SECRET": "whsec_legacy", "WEBHOOK_REPLAY_WINDOW_MS": "5000"})
     assert settings.stripe_webhook_secrets == ("whsec_new", "whsec_old", "whsec_legacy")
     assert settings.stripe_replay_window_sec == 5
     both = load_settings(env={"STRIPE_REPLAY_WINDOW_SEC": "60", "WEBHOOK_REPLAY_WINDOW_MS": "5000"})

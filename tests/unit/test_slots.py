@@ -20,7 +20,10 @@ def local(d, hh, mm=0, tz=NY):
     return datetime.combine(d, time(hh, mm), tzinfo=tz)
 
 
-def slots(day=MON, rules=(WeeklyRule(0, time(9), time(12)),), blackouts=(), busy=(),
+MONDAY_MORNINGS = (WeeklyRule(0, time(9), time(12)),)
+
+
+def slots(day=MON, rules=MONDAY_MORNINGS, blackouts=(), busy=(),
           duration=HOUR, buffer=timedelta(0), notice=timedelta(0), step=30 * MIN, now=PAST):
     return free_slots(tz=NY, day=day, rules=rules, blackouts=blackouts, busy=busy,
                       duration=duration, buffer=buffer, notice=notice, step=step, now=now)

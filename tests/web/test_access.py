@@ -1,13 +1,14 @@
 """Tenant isolation and role checks: every protected route, every kind of outsider, never the data."""
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import datetime, time
 
 import pytest
 
 from portal import tenancy
-from portal.services import bookings
+from portal.clock import utcnow
 from portal.models import Role
+from portal.services import bookings
 from tests.factories import PASSWORD, make_user, next_weekday
 
 
@@ -15,7 +16,7 @@ from tests.factories import PASSWORD, make_user, next_weekday
 def world(two_studios):
     """Two studios; student A holds a lesson in studio A, student B one in studio B."""
     a, b = two_studios["a"], two_studios["b"]
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     day = next_weekday(2)
     with tenancy.scoped(a.id):
         booking_a = bookings.hold_slot(
