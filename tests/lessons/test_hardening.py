@@ -4,6 +4,7 @@ format, and pages that answer htmx with fragments."""
 from __future__ import annotations
 
 import ast
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def test_dates_read_the_studios_way_in_pages_and_error_messages(app, client, stu
     html = page.get_data(as_text=True)
     assert page.status_code == 422
     assert f"Pick a date between {formatting.day(first, 'en_US')} and" in html
-    assert first.isoformat() not in html.split("<main", 1)[1].split("</main>")[0].replace(
-        f'value="{first.isoformat()}"', "").replace(f'min="{first.isoformat()}"', "")  # no ISO date shown as text
+    shown = re.sub(r"<[^>]+>", " ", html.split("<main", 1)[1].split("</main>")[0])  # text only, no attributes
+    assert not re.search(r"\d{4}-\d\d-\d\d", shown), shown
     with within(app):
         db.session.execute(update(Studio).values(locale="en_GB"))
         db.session.commit()
