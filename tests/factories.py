@@ -10,6 +10,7 @@ from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
+from portal.services import configuration
 
 PASSWORD = "test-password-1"
 
@@ -39,10 +40,11 @@ def make_studio(slug: str = "melody-and-meter", *, timezone: str = "America/New_
                 db.session.add(AvailabilityRule(studio_id=studio.id, resource_id=resource.id, weekday=weekday,
                                                 start_time=time.fromisoformat(hours[0]),
                                                 end_time=time.fromisoformat(hours[1])))
-        for position, (package_slug, minutes, price) in enumerate(packages):
+        for package_slug, minutes, price in packages:
             db.session.add(Package(studio_id=studio.id, slug=package_slug, name=f"{minutes}-minute lesson",
-                                   duration_minutes=minutes, price_minor=price, currency=currency,
-                                   position=position))
+                                   duration_minutes=minutes, price_minor=price, currency=currency))
+        db.session.flush()
+        configuration.start(studio, now=utcnow())
         db.session.commit()
     return studio
 

@@ -8,7 +8,8 @@ from portal.blueprints.context import studio_scoped
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Package, Resource
-from portal.services import availability
+from portal.services import availability, configuration
+from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
 bp = studio_scoped(Blueprint("api", __name__, url_prefix="/s/<studio_slug>/api"))
@@ -21,15 +22,21 @@ def _studio_json():
 
 @bp.get("/packages")
 def packages():
-    rows = db.session.scalars(select(Package).where(Package.active.is_(True)).order_by(Package.position, Package.id))
+    shown = display.listed(configuration.document_of(g.studio), db.session.scalars(select(Package)).all())
     resources = db.session.scalars(select(Resource).where(Resource.active.is_(True)).order_by(Resource.name))
     return jsonify(
         studio=_studio_json(),
-        packages=[{"slug": p.slug, "name": p.name, "description": p.description,
-                   "duration_minutes": p.duration_minutes, "price_minor": p.price_minor, "currency": p.currency}
-                  for p in rows],
+        packages=[{"slug": s.package.slug, "name": s.package.name, "description": s.package.description,
+                   "duration_minutes": s.package.duration_minutes, "price_minor": s.package.price_minor,
+                   "currency": s.package.currency, "featured": s.featured} for s in shown],
         resources=[{"slug": r.slug, "name": r.name, "kind": r.kind.value} for r in resources],
     )
+
+
+@bp.get("/config")
+def published_config():
+    """The published configuration (public: it is what every student's page shows)."""
+    return jsonify(version=g.studio.config_version, config=configuration.document_of(g.studio))
 
 
 @bp.get("/availability")

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
-from flask import Blueprint, abort, g
+from flask import Blueprint, abort, g, session
 from flask_login import current_user
 from sqlalchemy import select
 
 from portal import tenancy
 from portal.extensions import db, login_manager
-from portal.models import Role, Studio
+from portal.models import ConfigState, Role, Studio
+from portal.services import configuration
+
+#: Session key holding, per studio id, the draft version an admin is previewing.
+PREVIEW_KEY = "preview"
 
 
 def studio_scoped(bp: Blueprint) -> Blueprint:
@@ -73,3 +78,42 @@ def visible_booking(booking_id: int):
     from portal.services import bookings
 
     return bookings.get_booking_for(current_user, booking_id, as_admin=current_user.has_role(g.studio.id, Role.ADMIN))
+
+
+@dataclass(frozen=True)
+class StudioView:
+    """The configuration a page of the studio in scope is rendered with: the published version, or the draft its
+    admin is previewing (only they see it; their pages are never cached, see `portal.http`)."""
+
+    version: int
+    document: dict
+    preview: bool
+
+    @property
+    def branding(self) -> dict:
+        return self.document["branding"]
+
+
+def studio_view() -> StudioView:
+    view = g.get("studio_view")
+    if view is None:
+        studio = g.studio
+        version, preview = studio.config_version, False
+        wanted = (session.get(PREVIEW_KEY) or {}).get(str(studio.id))
+        if wanted and current_user.is_authenticated and current_user.has_role(studio.id, Role.ADMIN):
+            try:
+                if configuration.get_version(studio, int(wanted)).state == ConfigState.DRAFT:
+                    version, preview = int(wanted), True
+            except (ValueError, configuration.NotFound):
+                pass
+        view = g.studio_view = StudioView(version, configuration.document_of(studio, version), preview)
+    return view
+
+
+def set_preview(studio: Studio, version: int | None) -> None:
+    previews = dict(session.get(PREVIEW_KEY) or {})
+    if version is None:
+        previews.pop(str(studio.id), None)
+    else:
+        previews[str(studio.id)] = version
+    session[PREVIEW_KEY] = previews

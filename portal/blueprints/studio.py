@@ -1,20 +1,22 @@
 """Student-facing studio pages: home, package and slot picker, sign-up, holding a slot, the booking page."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
 from portal import formatting
 from portal.blueprints.auth import login_limit
-from portal.blueprints.context import studio_scoped, visible_booking
+from portal.blueprints.context import studio_scoped, studio_view, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import error_response, external_url, render
-from portal.models import Package, PaymentStatus, Resource, Role
+from portal.models import ConfigState, Package, PaymentStatus, Resource, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import accounts, availability, bookings, checkout, fulfilment, receipts
+from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, receipts
 from portal.services.audit import Actor
+from portal.services.configuration import display
+from portal.services.configuration.theme import stylesheet as theme_css
 from portal.services.errors import DomainError, InvalidInput, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
 from portal.services.states.machine import IllegalTransition
@@ -22,9 +24,9 @@ from portal.services.states.machine import IllegalTransition
 bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
 
 
-def _packages():
-    return db.session.scalars(select(Package).where(Package.active.is_(True))
-                              .order_by(Package.position, Package.id)).all()
+def _listed_packages():
+    """What the studio shows: active, visible packages, featured first, in the configuration's order."""
+    return display.listed(studio_view().document, db.session.scalars(select(Package)).all())
 
 
 def _resources():
@@ -34,7 +36,27 @@ def _resources():
 @bp.get("/")
 def home():
     joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
-    return render_template("studio/home.html", packages=_packages(), resources=_resources(), joined=joined)
+    return render_template("studio/home.html", packages=_listed_packages(), resources=_resources(), joined=joined)
+
+
+@bp.get("/theme/<int:version>.css")
+def theme(version: int):
+    """The branding of one configuration version as CSS custom properties. A published (or archived) version
+    never changes, so its stylesheet is cached for a year under its versioned URL; a draft's is for the studio's
+    admins only and never cached, so a preview cannot leak into a shared cache."""
+    row = configuration.get_version(g.studio, version)
+    if row.state == ConfigState.DRAFT:
+        if not (current_user.is_authenticated and current_user.has_role(g.studio.id, Role.ADMIN)):
+            abort(404, "No such stylesheet.")
+        cache_control = "private, no-store"
+    else:
+        cache_control = "public, max-age=31536000, immutable"
+    response = Response(theme_css(configuration.document_of(g.studio, version)), mimetype="text/css")
+    response.headers["Cache-Control"] = cache_control
+    if row.state != ConfigState.DRAFT:
+        response.set_etag(f"theme-{g.studio.id}-{version}")
+        response.make_conditional(request)
+    return response
 
 
 def picker_context(package: Package, resource_slug: str | None, date_raw: str | None, *,

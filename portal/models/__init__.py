@@ -2,16 +2,17 @@
 from portal.models.audit import AuditEntry
 from portal.models.bookings import Booking, BookingStatus, MakeupCredit, Reschedule
 from portal.models.catalog import Package, Resource, ResourceKind
+from portal.models.configuration import ApiKey, ConfigProposal, ConfigState, ConfigVersion, ProposalState
 from portal.models.notifications import NotificationLog
 from portal.models.payments import (
-                                     EventStatus,
-                                     Payment,
-                                     PaymentFlag,
-                                     PaymentStatus,
-                                     Refund,
-                                     RefundStatus,
-                                     WebhookEvent,
-                                     WebhookSignature,
+    EventStatus,
+    Payment,
+    PaymentFlag,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    WebhookEvent,
+    WebhookSignature,
 )
 from portal.models.schedule import AvailabilityRule, Blackout
 from portal.models.studios import Studio
@@ -19,8 +20,9 @@ from portal.models.tokens import AccountToken, TokenPurpose
 from portal.models.users import Membership, Role, User
 
 __all__ = [
-    "AccountToken", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus", "EventStatus",
-    "MakeupCredit", "Membership", "NotificationLog", "Package", "Payment", "PaymentFlag",
-    "PaymentStatus", "Refund", "RefundStatus", "Reschedule", "Resource", "ResourceKind", "Role", "Studio",
-    "TokenPurpose", "User", "WebhookEvent", "WebhookSignature",
+    "AccountToken", "ApiKey", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus",
+    "ConfigProposal", "ConfigState", "ConfigVersion", "EventStatus", "MakeupCredit", "Membership",
+    "NotificationLog", "Package", "Payment", "PaymentFlag", "PaymentStatus", "ProposalState", "Refund",
+    "RefundStatus", "Reschedule", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User",
+    "WebhookEvent", "WebhookSignature",
 ]

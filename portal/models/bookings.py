@@ -22,6 +22,7 @@ class BookingStatus(str, enum.Enum):
     HELD = "held"
     CONFIRMED = "confirmed"
     CANCELLED = "cancelled"   # by the student (under the policy) or the studio; refunds live on the payment
+    NO_SHOW = "no_show"       # the lesson took place without the student (marked by the studio afterwards)
     EXPIRED = "expired"       # a hold that ended unpaid (timed out, given up, or its payment failed)
 
 
@@ -60,6 +61,8 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
     reschedule_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     penalty_reason: Mapped[str | None] = mapped_column(String(32))  # "late_cancel"
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))  # "student" or "studio"
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))  # what the student is told (a studio cancel)
     ical_sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     student = relationship("User")

@@ -34,7 +34,12 @@ class Resource(TenantMixin, TimestampMixin, db.Model):
 
 
 class Package(TenantMixin, TimestampMixin, db.Model):
-    """A lesson product: a duration at a price. Prices are integer minor units (cents)."""
+    """A lesson product: a duration at a price. Prices are integer minor units (cents).
+
+    How packages are shown (order, visibility, featured) is part of the studio's versioned configuration; a
+    package the configuration does not mention is shown, after the others. `active` is the catalogue's switch: an
+    inactive package takes no new bookings and its existing bookings are untouched.
+    """
 
     __tablename__ = "packages"
     __table_args__ = (
@@ -51,4 +56,3 @@ class Package(TenantMixin, TimestampMixin, db.Model):
     price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

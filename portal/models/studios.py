@@ -11,7 +11,13 @@ from portal.models.base import TimestampMixin
 
 
 class Studio(TimestampMixin, db.Model):
-    """A tenant. Its settings here are the booking defaults a studio admin can tune."""
+    """A tenant.
+
+    Its booking rules and policy columns are the published configuration's (`config_versions`), written only when a
+    version is published (`portal.services.configuration`), so every request reads them straight from this row.
+    `config_version` is the published version's number and `calendar_version` grows with every change of opening
+    hours, blackouts or the catalogue: together they say when anything cached about the studio is stale.
+    """
 
     __tablename__ = "studios"
     __table_args__ = (
@@ -44,6 +50,8 @@ class Studio(TimestampMixin, db.Model):
     cancel_window_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
     late_cancel_fee_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=50)
     late_cancel_makeup: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    config_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    calendar_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     @property
     def tz(self) -> ZoneInfo:

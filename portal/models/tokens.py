@@ -1,4 +1,4 @@
-"""Single-use links sent by email: confirming a sign-up, resetting a password.
+"""Single-use links sent by email: confirming a sign-up, resetting a password, joining a studio's team.
 
 The link carries this row's id signed with the app's secret key (`portal.services.account_tokens`); the row makes
 it single-use and expiring. No secret is stored here, so a copy of the database holds no usable link, and jobs
@@ -19,6 +19,7 @@ from portal.models.base import TimestampMixin, UTCDateTime, str_enum
 class TokenPurpose(str, enum.Enum):
     CONFIRM_EMAIL = "confirm_email"
     RESET_PASSWORD = "reset_password"
+    INVITE = "invite"          # to become an admin of `studio_id`
 
 
 class AccountToken(TimestampMixin, db.Model):

@@ -12,7 +12,7 @@ from datetime import datetime
 from portal import dispatch
 from portal.extensions import db
 from portal.models import AccountToken, Studio, User
-from portal.services import account_tokens, notifications
+from portal.services import account_tokens, configuration, notifications
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def send(kind: str, user_id: int, token_id: int | None, studio_id: int | None, r
         return False
     studio = db.session.get(Studio, studio_id) if studio_id is not None else None
     context = {"kind": kind, "recipient": user.email, "student_name": user.name or user.email,
-               "studio_name": studio.name if studio else "Studio Portal", "subject": SUBJECTS[kind],
+               "studio_name": configuration.document_of(studio)["branding"]["display_name"] if studio
+               else "Studio Portal", "subject": SUBJECTS[kind],
                "login_url": notifications.absolute_url("auth.login"),
                "forgot_url": notifications.absolute_url("auth.forgot_password")}
     if token_id is not None:

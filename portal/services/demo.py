@@ -8,6 +8,7 @@ from sqlalchemy import select
 from portal import tenancy
 from portal.extensions import db
 from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
+from portal.services import configuration
 
 DEMO_PASSWORD = "demo-password-1"
 
@@ -15,6 +16,8 @@ STUDIOS = [
     {
         "slug": "melody-and-meter", "name": "Melody & Meter", "timezone": "America/New_York", "currency": "usd",
         "locale": "en_US",
+        "branding": {"welcome_text": "Piano, drums and a rehearsal room in the middle of town. Book a lesson in a "
+                                     "few clicks and pay online."},
         "resources": [
             # slug, name, kind, capacity minutes per day, {weekday: (open, close)}
             ("piano", "Piano room", ResourceKind.INSTRUMENT, 540, {d: ("09:00", "18:00") for d in range(6)}),
@@ -30,6 +33,7 @@ STUDIOS = [
     {
         "slug": "north-strings", "name": "North Strings", "timezone": "Europe/London", "currency": "gbp",
         "locale": "en_GB",
+        "branding": {"primary_color": "#1d5c63", "accent_color": "#d4a017", "font": "serif"},
         "resources": [
             ("violin", "Violin studio", ResourceKind.ROOM, 480, {d: ("10:00", "18:00") for d in range(5)}),
             ("cello", "Cello studio", ResourceKind.ROOM, 480, {d: ("10:00", "18:00") for d in range(5)}),
@@ -76,10 +80,12 @@ def seed_demo(now: datetime) -> None:
                         db.session.add(AvailabilityRule(
                             studio_id=studio.id, resource_id=resource.id, weekday=weekday,
                             start_time=time.fromisoformat(opens), end_time=time.fromisoformat(closes)))
-            for position, (slug, name, description, minutes, price) in enumerate(spec["packages"]):
+            for slug, name, description, minutes, price in spec["packages"]:
                 _get_or_create(Package, {"name": name, "description": description, "duration_minutes": minutes,
-                                         "price_minor": price, "currency": studio.currency, "position": position},
+                                         "price_minor": price, "currency": studio.currency},
                                studio_id=studio.id, slug=slug)
+            db.session.flush()
+            configuration.start(studio, now=now, branding=spec.get("branding"))
             if db.session.scalar(select(Blackout.id).where(Blackout.studio_id == studio.id).limit(1)) is None:
                 # A studio-wide closure on the second Saturday from now, local midnight to midnight.
                 local_today = now.astimezone(studio.tz).date()

@@ -23,7 +23,7 @@ from portal import dispatch, formatting, tenancy
 from portal.extensions import db
 from portal.mail import get_mail_backend
 from portal.models import Booking, BookingStatus, MakeupCredit, NotificationLog, Reschedule, Resource
-from portal.services import receipts
+from portal.services import configuration, receipts
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def _context(kind: str, booking: Booking, now: datetime) -> dict:
     summary = receipts.summarize(booking, now)
     day = _day(booking.start_at, now, tz)
     context = dict(
-        kind=kind, booking_id=booking.id, studio_name=studio.name, student_name=student.name or student.email,
+        kind=kind, booking_id=booking.id, studio_name=configuration.document_of(studio)["branding"]["display_name"],
+        student_name=student.name or student.email,
         recipient=student.email,
         package_name=booking.package.name, resource_name=booking.resource.name,
         when=formatting.when(booking.start_at, tz, studio.locale), duration_minutes=booking.duration_minutes,
@@ -207,7 +208,8 @@ def _moved(booking: Booking, tz: tzinfo) -> dict:
 def _cancelled(booking: Booking, summary: receipts.PaymentSummary) -> dict:
     refunded = summary.refunded_minor + summary.refund_pending_minor  # a refund that failed returned nothing
     credit = db.session.scalar(select(MakeupCredit).where(MakeupCredit.booking_id == booking.id))
-    return {"late": booking.penalty_reason == "late_cancel",
+    return {"late": booking.penalty_reason == "late_cancel", "by_studio": booking.cancelled_by == "studio",
+            "cancel_reason": booking.cancel_reason,
             "cancel_window_hours": (booking.policy or {}).get("cancel_window_hours"),
             "refund": summary.amount(refunded) if refunded else None,
             "makeup_minutes": credit.minutes if credit is not None else None}

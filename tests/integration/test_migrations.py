@@ -12,7 +12,7 @@ from tests.conftest import create_pg_database, drop_pg_database
 
 EXPECTED_TABLES = {"studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts",
                    "payments", "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits",
-                   "notification_log", "account_tokens",
+                   "notification_log", "account_tokens", "config_versions", "config_proposals", "api_keys",
                    "bookings", "audit_log", "alembic_version"}
 
 

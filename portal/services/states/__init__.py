@@ -1,6 +1,7 @@
-"""The life cycles of bookings, payments, refunds and webhook events.
+"""The life cycles of bookings, payments, refunds, webhook events, configuration versions and proposals.
 
-One module per state machine (`booking`, `payment`, `refund`, `webhook_event`), each with its table of allowed
+One module per state machine (`booking`, `payment`, `refund`, `webhook_event`, `config_version`,
+`config_proposal`), each with its table of allowed
 transitions and one function per transition. Every status change in the portal goes through them: routes, jobs,
 sweeps and the consoles call the same functions. The mechanics live in `machine.py`.
 """

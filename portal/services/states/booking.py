@@ -6,6 +6,7 @@
 | confirm    | held, expired      | confirmed | payment verified (an expired hold whose slot is still free too)  |
 | cancel     | confirmed          | cancelled | the student under the policy, or the studio                      |
 | move       | confirmed          | confirmed | a reschedule (its history goes to `reschedules`)                |
+| no_show    | confirmed          | no_show   | the studio, after the lesson's start, when nobody came          |
 
 Holding a slot creates a `held` booking (`services.bookings.hold_slot`); everything after goes through here.
 """
@@ -21,14 +22,15 @@ from portal.services import audit
 from portal.services.states import payment as payments
 from portal.services.states.machine import IllegalTransition, Machine, Transition
 
-HELD, CONFIRMED, CANCELLED, EXPIRED = (BookingStatus.HELD, BookingStatus.CONFIRMED, BookingStatus.CANCELLED,
-                                       BookingStatus.EXPIRED)
+HELD, CONFIRMED, CANCELLED, EXPIRED, NO_SHOW = (BookingStatus.HELD, BookingStatus.CONFIRMED,
+                                                BookingStatus.CANCELLED, BookingStatus.EXPIRED, BookingStatus.NO_SHOW)
 
 MACHINE = Machine("booking", Booking, {
     "release": Transition({HELD}, EXPIRED, "released"),
     "confirm": Transition({HELD, EXPIRED}, CONFIRMED, "confirmed"),
     "cancel": Transition({CONFIRMED}, CANCELLED, "cancelled"),
     "move": Transition({CONFIRMED}, CONFIRMED, "moved"),
+    "no_show": Transition({CONFIRMED}, NO_SHOW, "marked as a no-show"),
 })
 
 #: Payment states in which nobody is paying for a hold any more, so releasing it cannot race the money.
@@ -69,12 +71,22 @@ def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
     MACHINE.apply(booking_id, "confirm", now=now, values={"policy": policy})
 
 
-def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "") -> None:
-    """Free the slot now. `late` marks a late cancellation (the policy's fee and make-up apply)."""
+def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "",
+           by_studio: bool = False, reason: str = "") -> None:
+    """Free the slot now. `late` marks a late cancellation (the policy's fee and make-up apply); `by_studio` a
+    cancellation by the studio, which never counts against the student (`reason` is what they are told)."""
     MACHINE.apply(booking_id, "cancel", now=now, actor=actor, note=note,
                   values={"cancelled_at": now, "ical_sequence": Booking.ical_sequence + 1,
-                          "penalty_reason": "late_cancel" if late else None},
-                  after={"late": late})
+                          "penalty_reason": "late_cancel" if late and not by_studio else None,
+                          "cancelled_by": "studio" if by_studio else "student",
+                          "cancel_reason": reason[:200] or None},
+                  after={"late": late and not by_studio, "by": "studio" if by_studio else "student"})
+
+
+def mark_no_show(booking_id: int, *, now: datetime, actor: audit.Actor, note: str) -> None:
+    """The lesson's time came and the student did not: nothing is refunded. Only once the lesson has started."""
+    MACHINE.apply(booking_id, "no_show", now=now, actor=actor, note=note, where=(Booking.start_at <= now,),
+                  stale="A lesson can be marked as a no-show only once it has started.")
 
 
 def move(booking: Booking, *, now: datetime, actor: audit.Actor, resource_id: int, start: datetime,

@@ -50,6 +50,7 @@ class Machine:
     noun: str                 # "booking": audit target type, and how refusals name the row
     model: type
     transitions: Mapping[str, Transition] = field(default_factory=dict)
+    column: str = "status"    # the model's state column
 
     def allows(self, name: str, current: enum.Enum) -> bool:
         return current in self.transitions[name].sources
@@ -73,21 +74,22 @@ class Machine:
         """
         transition = self.transitions[name]
         model = self.model
+        status = getattr(model, self.column)
         for _ in range(3):
             if current is None:
-                row = db.session.execute(select(model.status).where(model.id == row_id)).one_or_none()
+                row = db.session.execute(select(status).where(model.id == row_id)).one_or_none()
                 if row is None:
                     raise NotFound(f"No such {self.noun}.")
                 current = row[0]
             if current not in transition.sources:
                 raise IllegalTransition(self.refusal(name, current), current=current)
             changed = db.session.execute(
-                update(model).where(model.id == row_id, model.status == current, *where)
-                .values(status=transition.target, updated_at=now, **(values or {}))
+                update(model).where(model.id == row_id, status == current, *where)
+                .values({self.column: transition.target, "updated_at": now, **(values or {})})
                 .returning(model.studio_id)).all()
             if changed:
                 break
-            latest = db.session.scalar(select(model.status).where(model.id == row_id))
+            latest = db.session.scalar(select(status).where(model.id == row_id))
             if latest == current:  # the caller's own condition does not hold
                 raise IllegalTransition(stale or f"This {self.noun} changed meanwhile. Reload and try again.",
                                         current=latest)

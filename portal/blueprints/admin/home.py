@@ -1,22 +1,20 @@
-"""Studio admin pages (behind the studio's admin role)."""
+"""The admin home: today's and this week's lessons, utilisation, and what needs the admin."""
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, render_template
+from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from portal.blueprints.context import studio_role_required, studio_scoped
+from portal.blueprints.admin import admin_page, bp
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Booking, Role
-
-bp = studio_scoped(Blueprint("admin", __name__, url_prefix="/s/<studio_slug>/admin"))
+from portal.models import Booking
 
 
 @bp.get("/")
-@studio_role_required(Role.ADMIN)
+@admin_page
 def dashboard():
     now = utcnow()
     upcoming = db.session.scalars(
