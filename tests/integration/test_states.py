@@ -1,4 +1,4 @@
-"""The four state machines: every allowed transition works, every other is refused (409) and changes nothing,
+"""The state machines: every allowed transition works, every other is refused (409) and changes nothing,
 the database refuses statuses that do not exist, and two racing attempts leave exactly one winner."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from datetime import datetime, time, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
@@ -16,9 +16,13 @@ from portal.models import (
     AuditEntry,
     Booking,
     BookingStatus,
+    ConfigProposal,
+    ConfigState,
+    ConfigVersion,
     EventStatus,
     Payment,
     PaymentStatus,
+    ProposalState,
     Refund,
     RefundStatus,
     Role,
@@ -26,6 +30,8 @@ from portal.models import (
 )
 from portal.services import audit
 from portal.services.states import booking as booking_states
+from portal.services.states import config_proposal as proposal_states
+from portal.services.states import config_version as version_states
 from portal.services.states import payment as payment_states
 from portal.services.states import refund as refund_states
 from portal.services.states import webhook_event as event_states
@@ -34,8 +40,10 @@ from tests.factories import make_studio, make_user
 
 BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 MACHINES = {"booking": booking_states.MACHINE, "payment": payment_states.MACHINE, "refund": refund_states.MACHINE,
-            "webhook event": event_states.MACHINE}
-STATUSES = {"booking": BookingStatus, "payment": PaymentStatus, "refund": RefundStatus, "webhook event": EventStatus}
+            "webhook event": event_states.MACHINE, "configuration version": version_states.MACHINE,
+            "proposal": proposal_states.MACHINE}
+STATUSES = {"booking": BookingStatus, "payment": PaymentStatus, "refund": RefundStatus, "webhook event": EventStatus,
+            "configuration version": ConfigState, "proposal": ProposalState}
 CASES = [(noun, name, status) for noun, machine in MACHINES.items() for name in machine.transitions
          for status in STATUSES[noun]]
 
@@ -100,6 +108,24 @@ class Rows:
         db.session.commit()
         return row.id
 
+    def configuration_version(self, state: ConfigState) -> int:
+        if state == ConfigState.PUBLISHED:  # one published version per studio: the first one steps aside
+            db.session.execute(update(ConfigVersion).where(ConfigVersion.state == ConfigState.PUBLISHED)
+                               .values(state=ConfigState.ARCHIVED))
+        self.slots += 1
+        row = ConfigVersion(studio_id=self.studio.id, version=self.slots + 1, state=state, document={},
+                            updated_at=utcnow())
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+    def proposal(self, state: ProposalState) -> int:
+        row = ConfigProposal(studio_id=self.studio.id, state=state, changes={}, document={}, base_version=1,
+                             proposer_label="key", updated_at=utcnow())
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
     def make(self, noun: str, status):
         return getattr(self, noun.replace(" ", "_"))(status)
 
@@ -112,7 +138,7 @@ def rows(app_ctx):
 
 def _status(machine, row_id):
     db.session.expire_all()
-    return db.session.scalar(select(machine.model.status).where(machine.model.id == row_id))
+    return db.session.scalar(select(getattr(machine.model, machine.column)).where(machine.model.id == row_id))
 
 
 @BOTH
@@ -123,6 +149,9 @@ def test_each_transition_from_each_status(rows, noun, name, status):
     now = utcnow()
     transition = machine.transitions[name]
     if status in transition.sources:
+        if transition.target == ConfigState.PUBLISHED:  # the database allows one published version per studio
+            db.session.execute(update(ConfigVersion).where(ConfigVersion.state == ConfigState.PUBLISHED)
+                               .values(state=ConfigState.ARCHIVED))
         left = machine.apply(row_id, name, now=now, actor=audit.SYSTEM, note="test")
         db.session.commit()
         assert left == status
@@ -158,6 +187,16 @@ def test_the_database_refuses_a_status_that_does_not_exist(rows):
             db.session.flush()
         db.session.rollback()
     assert _status(booking_states.MACHINE, booking_id) == BookingStatus.HELD
+
+
+@BOTH
+def test_the_database_allows_one_published_configuration_per_studio(rows):
+    draft_id = rows.configuration_version(ConfigState.DRAFT)
+    with pytest.raises(IntegrityError):
+        db.session.execute(update(ConfigVersion).where(ConfigVersion.id == draft_id)
+                           .values(state=ConfigState.PUBLISHED))
+        db.session.flush()
+    db.session.rollback()
 
 
 @BOTH
@@ -248,7 +287,7 @@ def test_two_attempts_at_once_leave_one_winner(app, rows, noun, status, attempt)
         with app.app_context(), tenancy.all_tenants():
             # Both read the row before either writes: the conditional UPDATE decides, and the loser waits for the
             # winner's commit, then finds the status changed.
-            db.session.execute(select(MACHINES[noun].model.status).where(MACHINES[noun].model.id == row_id))
+            db.session.execute(select(MACHINES[noun].model.id).where(MACHINES[noun].model.id == row_id))
             barrier.wait()
             try:
                 attempt(row_id, utcnow())

@@ -15,4 +15,4 @@ S = ProposalState
 MACHINE = Machine("proposal", ConfigProposal, {
     "approve": Transition({S.PENDING}, S.APPROVED, "approved"),
     "reject": Transition({S.PENDING}, S.REJECTED, "rejected"),
-})
+}, column="state")

@@ -19,4 +19,4 @@ MACHINE = Machine("configuration version", ConfigVersion, {
     "publish": Transition({S.DRAFT}, S.PUBLISHED, "published"),
     "retire": Transition({S.PUBLISHED}, S.ARCHIVED, "archived"),
     "discard": Transition({S.DRAFT}, S.ARCHIVED, "discarded"),
-})
+}, column="state")
