@@ -11,6 +11,7 @@ from portal.clock import utcnow
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(sweep_command)
+    app.cli.add_command(ops_group)
 
 
 @click.command("seed-demo")
@@ -41,3 +42,135 @@ def sweep_command(which):
         click.echo(f"re-queued {refunds.requeue_stale_refunds()} unsent refunds")
     if which in ("all", "signatures"):
         click.echo(f"pruned {sweeps.prune_webhook_signatures()} old webhook signatures")
+
+
+@click.group("ops")
+def ops_group():
+    """On-call work without a browser: reconciliation queries and the console's repairs."""
+
+
+def _ops_actor():
+    """CLI repairs are audited as the operating-system user who ran them (`OPS_OPERATOR` overrides it)."""
+    import getpass
+
+    from portal.services.audit import Actor
+
+    return Actor("user", f"cli:{current_app.config['PORTAL_SETTINGS'].ops_operator or getpass.getuser()}")
+
+
+@ops_group.command("check")
+@with_appcontext
+def ops_check():
+    """Print each query's count and oldest age; exit 1 when a must-be-empty query has items or an age threshold
+    is passed (for cron, monitoring or a deploy gate)."""
+    from portal.services import reconciliation
+
+    overview = reconciliation.overview(utcnow())
+    failing = set(reconciliation.failing(overview))
+    for name, summary in overview.items():
+        age = f"{summary.oldest_age_seconds:.0f}s" if summary.oldest_age_seconds is not None else "-"
+        click.echo(f"{'FAIL' if name in failing else 'ok  '} {name:<26} {summary.count:>6}  oldest {age}")
+    if failing:
+        raise SystemExit(1)
+
+
+@ops_group.command("list")
+@click.argument("query")
+@click.option("--studio", default=None, help="only this studio (slug)")
+@click.option("--limit", default=1000, show_default=True)
+@with_appcontext
+def ops_list(query, studio, limit):
+    """Print QUERY's items as JSON lines, oldest first."""
+    import json
+
+    from sqlalchemy import select
+
+    from portal import tenancy
+    from portal.extensions import db
+    from portal.models import Studio
+    from portal.services import reconciliation
+
+    if query not in reconciliation.QUERIES:
+        raise click.BadParameter(f"one of {', '.join(reconciliation.QUERIES)}", param_hint="QUERY")
+    filters = {}
+    if studio:
+        with tenancy.all_tenants():
+            filters["studio_id"] = db.session.scalar(select(Studio.id).where(Studio.slug == studio))
+        if filters["studio_id"] is None:
+            raise click.BadParameter(f"no studio {studio!r}", param_hint="--studio")
+    for item in reconciliation.items(query, utcnow(), limit=limit, **filters):
+        click.echo(json.dumps(item, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+def _run_repair(action, *args, **kwargs):
+    from portal.services.errors import DomainError
+
+    try:
+        return action(*args, actor=_ops_actor(), now=utcnow(), **kwargs)
+    except DomainError as problem:
+        raise click.ClickException(problem.message) from None
+
+
+@ops_group.command("replay")
+@click.argument("event_id", type=int)
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_replay(event_id, note):
+    """Queue webhook event EVENT_ID again (only when it is not processed)."""
+    from portal.services import ops_actions
+
+    _run_repair(ops_actions.replay_event, event_id, note=note)
+    click.echo(f"event {event_id} queued again")
+
+
+@ops_group.command("release")
+@click.argument("booking_id", type=int)
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_release(booking_id, note):
+    """Release the expired hold of booking BOOKING_ID."""
+    from portal.payments import get_provider
+    from portal.services import ops_actions
+
+    _run_repair(ops_actions.release_hold, booking_id, note=note, provider=get_provider())
+    click.echo(f"booking {booking_id} released")
+
+
+@ops_group.command("retry-refund")
+@click.argument("refund_id", type=int)
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_retry_refund(refund_id, note):
+    """Send failed refund REFUND_ID again."""
+    from portal.services import ops_actions
+
+    _run_repair(ops_actions.retry_refund, refund_id, note=note)
+    click.echo(f"refund {refund_id} queued again")
+
+
+@ops_group.command("refetch")
+@click.argument("payment_id", type=int)
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_refetch(payment_id, note):
+    """Re-fetch payment PAYMENT_ID's Checkout Session from Stripe and run fulfilment again."""
+    from portal.payments import get_provider
+    from portal.services import ops_actions
+
+    status = _run_repair(ops_actions.refetch_session, payment_id, note=note, provider=get_provider())
+    click.echo(f"payment {payment_id} is {status}")
+
+
+@ops_group.command("drift")
+@click.option("--hours", default=2, show_default=True, type=click.IntRange(1, 24 * 90), help="window to compare")
+@with_appcontext
+def ops_drift(hours):
+    """Compare the last HOURS of Stripe's events and Checkout Sessions with the portal."""
+    from datetime import timedelta
+
+    from portal.payments import get_provider
+    from portal.services import drift
+
+    report = drift.scan(get_provider(), now=utcnow(), window=timedelta(hours=hours))
+    click.echo(f"{report.events_seen} events, {report.sessions_seen} sessions: {report.found} new findings, "
+               f"{report.cleared} cleared")

@@ -46,6 +46,7 @@ class Settings:
     webhook_processing_lease_sec: int = 300
     webhook_stuck_after_sec: int = 600
     instance_path: str = str(DEFAULT_INSTANCE)
+    ops_operator: str = ""  # who `flask ops` repairs are audited as (default: the operating-system user)
 
     @property
     def is_production(self) -> bool:
@@ -140,6 +141,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         webhook_processing_lease_sec=_int(env, "WEBHOOK_PROCESSING_LEASE_SEC", 300, errors),
         webhook_stuck_after_sec=_int(env, "WEBHOOK_STUCK_AFTER_SEC", 600, errors),
         instance_path=env.get("PORTAL_INSTANCE_PATH", "").strip() or str(DEFAULT_INSTANCE),
+        ops_operator=env.get("OPS_OPERATOR", "").strip(),
     )
     values.update(overrides)
     settings = Settings(**{f.name: values[f.name] for f in fields(Settings) if f.name in values})

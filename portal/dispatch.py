@@ -27,9 +27,13 @@ JOBS = {
     "send_account_email": "portal.jobs.notifications.send_account_email",
     "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
     "requeue_stale_refunds": "portal.jobs.refunds.requeue_stale_refunds",
+    "reconcile_with_stripe": "portal.jobs.reconciliation.reconcile_with_stripe",
 }
 SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures", "send_due_reminders",
           "requeue_stale_refunds")
+#: Jobs the sweeper queues once an hour (one worker per hour across the fleet).
+HOURLY = ("reconcile_with_stripe",)
+HOUR_SEC = 3600
 
 
 class DispatchError(RuntimeError):
@@ -160,25 +164,38 @@ def max_attempts() -> int:
 
 
 def start_sweeper(app: Flask, interval: float, stop: threading.Event) -> threading.Thread:
-    """Every `interval` seconds, queue the sweeps. With several RQ workers, a Redis lock lets one of them do it."""
+    """Every `interval` seconds, queue the sweeps, and once an hour the hourly jobs. With several RQ workers, Redis
+    locks let one of them do each round."""
+    last_hourly = [0.0]
+
+    def claim(dispatcher, key: str, seconds: float) -> bool:
+        if not isinstance(dispatcher, RQDispatcher):
+            return True
+        try:
+            return bool(dispatcher.queue.connection.set(key, "1", nx=True, ex=max(1, int(seconds))))
+        except Exception as error:  # Redis down: try again next round
+            log.warning("sweeper could not reach Redis: %s", error)
+            return False
+
+    def queue(dispatcher, names) -> None:
+        for name in names:
+            try:
+                dispatcher.enqueue(name)
+            except DispatchError as error:
+                log.warning("job %s not queued: %s", name, error)
 
     def loop():
+        import time
+
         while not stop.wait(interval):
             with app.app_context():
                 dispatcher = get_dispatcher()
-                if isinstance(dispatcher, RQDispatcher):
-                    try:
-                        if not dispatcher.queue.connection.set("portal:sweeper-lock", "1", nx=True,
-                                                               ex=max(1, int(interval * 0.9))):
-                            continue
-                    except Exception as error:  # Redis down: try again next round
-                        log.warning("sweeper could not reach Redis: %s", error)
-                        continue
-                for name in SWEEPS:
-                    try:
-                        dispatcher.enqueue(name)
-                    except DispatchError as error:
-                        log.warning("sweep %s not queued: %s", name, error)
+                if claim(dispatcher, "portal:sweeper-lock", interval * 0.9):
+                    queue(dispatcher, SWEEPS)
+                if time.monotonic() - last_hourly[0] >= HOUR_SEC and claim(dispatcher, "portal:hourly-lock",
+                                                                          HOUR_SEC * 0.95):
+                    last_hourly[0] = time.monotonic()
+                    queue(dispatcher, HOURLY)
 
     thread = threading.Thread(target=loop, name="portal-sweeper", daemon=True)
     thread.start()

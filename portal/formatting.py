@@ -61,6 +61,21 @@ def when(value: datetime, tz: tzinfo | None = None, locale: str | None = None) -
     return f"{day(local, locale)}, {clock(local, locale)} {local.tzname() or ''}".rstrip()
 
 
+def age(seconds: float | None) -> str:
+    """A duration in words, to the unit that matters: `45 s`, `12 min`, `3 h 5 min`, `4 days`."""
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{seconds // 86400} days"
+
+
 def local_date_iso(value: datetime, tz: tzinfo | None = None) -> str:
     """The studio-local date of an instant as `YYYY-MM-DD`, for links (never shown as text)."""
     return _local(value, tz).date().isoformat()
@@ -72,4 +87,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(when)
     app.add_template_filter(day)
     app.add_template_filter(local_date_iso)
+    app.add_template_filter(age)
     app.jinja_env.globals["timedelta"] = timedelta

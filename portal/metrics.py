@@ -48,7 +48,7 @@ for _status in WEBHOOK_EVENT_STATUSES:
     webhook_events.labels(_status)
 for _code in SIGNATURE_CODES + ("storage_unavailable",):
     webhook_errors.labels(_code)
-for _status in ("succeeded", "failed", "pending", "retry"):
+for _status in ("succeeded", "failed", "pending", "retry", "external"):
     refund_operations.labels(_status)
 
 
@@ -102,7 +102,7 @@ class DatabaseGauges:
         try:
             with self.app.app_context():
                 backlog = reconciliation.webhook_backlog()
-                paid_unconfirmed = reconciliation.paid_unconfirmed_count()
+                paid_unconfirmed = reconciliation.paid_unconfirmed_count(utcnow())
                 figures = stats.booking_stats(utcnow())
         except Exception:
             log.exception("database gauges unavailable")

@@ -38,8 +38,12 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
 
 
 def login_required_here():
-    """Anonymous → login redirect (with `next`), as Flask-Login does."""
+    """Anonymous → login redirect (with `next`), as Flask-Login does; a JSON endpoint answers 401 instead."""
     if not current_user.is_authenticated:
+        from portal.http import wants_json
+
+        if wants_json():
+            abort(401, "Log in first.")
         return login_manager.unauthorized()
     return None
 

@@ -4,6 +4,7 @@ from portal.models.bookings import Booking, BookingStatus, MakeupCredit, Resched
 from portal.models.catalog import Package, Resource, ResourceKind
 from portal.models.configuration import ApiKey, ConfigProposal, ConfigState, ConfigVersion, ProposalState
 from portal.models.notifications import NotificationLog
+from portal.models.operations import DriftFinding, Resolution
 from portal.models.payments import (
     EventStatus,
     Payment,
@@ -21,8 +22,8 @@ from portal.models.users import Membership, Role, User
 
 __all__ = [
     "AccountToken", "ApiKey", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingStatus",
-    "ConfigProposal", "ConfigState", "ConfigVersion", "EventStatus", "MakeupCredit", "Membership",
+    "ConfigProposal", "ConfigState", "ConfigVersion", "DriftFinding", "EventStatus", "MakeupCredit", "Membership",
     "NotificationLog", "Package", "Payment", "PaymentFlag", "PaymentStatus", "ProposalState", "Refund",
-    "RefundStatus", "Reschedule", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User",
+    "RefundStatus", "Reschedule", "Resolution", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User",
     "WebhookEvent", "WebhookSignature",
 ]

@@ -1,7 +1,7 @@
 """What the portal needs from a payment provider, in the portal's own terms (plain dataclasses, minor units)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +26,7 @@ class CheckoutSession:
     client_reference_id: str | None
     metadata: dict
     expires_at: datetime | None
+    created: int | None = None  # Unix seconds
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ProviderRefund:
     amount: int
     currency: str
     payment_intent_id: str | None
+    metadata: dict = field(default_factory=dict)
+    created: int | None = None  # Unix seconds
 
 
 @dataclass(frozen=True)
@@ -59,5 +62,10 @@ class PaymentProvider(Protocol):
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
 
-    def list_events(self, *, types: list[str] | None = None, limit: int = 100,
-                    starting_after: str | None = None) -> list[ProviderEvent]: ...
+    def list_events(self, *, types: list[str] | None = None, limit: int = 100, starting_after: str | None = None,
+                    created_gte: int | None = None, created_lte: int | None = None) -> list[ProviderEvent]: ...
+
+    def list_checkout_sessions(self, *, created_gte: int, created_lte: int, limit: int = 100,
+                               starting_after: str | None = None) -> list[CheckoutSession]: ...
+
+    def list_refunds(self, *, payment_intent_id: str, limit: int = 100) -> list[ProviderRefund]: ...

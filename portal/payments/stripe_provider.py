@@ -52,6 +52,7 @@ def _session(obj) -> CheckoutSession:
         payment_intent_id=intent if isinstance(intent, str) or intent is None else intent["id"],
         metadata=_plain(_field(obj, "metadata")),
         expires_at=datetime.fromtimestamp(expires, timezone.utc) if expires else None,
+        created=_field(obj, "created"),
     )
 
 
@@ -59,7 +60,8 @@ def _refund(obj) -> ProviderRefund:
     intent = _field(obj, "payment_intent")
     return ProviderRefund(id=obj["id"], status=_field(obj, "status", "pending"), amount=obj["amount"],
                           currency=obj["currency"],
-                          payment_intent_id=intent if isinstance(intent, str) or intent is None else intent["id"])
+                          payment_intent_id=intent if isinstance(intent, str) or intent is None else intent["id"],
+                          metadata=_plain(_field(obj, "metadata")), created=_field(obj, "created"))
 
 
 class StripeProvider:
@@ -116,12 +118,32 @@ class StripeProvider:
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         return _refund(self._call(self._client.v1.refunds.retrieve, refund_id))
 
-    def list_events(self, *, types=None, limit=100, starting_after=None) -> list[ProviderEvent]:
+    def list_events(self, *, types=None, limit=100, starting_after=None, created_gte=None,
+                    created_lte=None) -> list[ProviderEvent]:
         params: dict = {"limit": limit}
         if types:
             params["types"] = types
         if starting_after:
             params["starting_after"] = starting_after
+        created = _created(created_gte, created_lte)
+        if created:
+            params["created"] = created
         page = self._call(self._client.v1.events.list, params=params)
         return [ProviderEvent(id=e["id"], type=e["type"], created=e["created"], object=_plain(e["data"]["object"]))
                 for e in page.data]
+
+    def list_checkout_sessions(self, *, created_gte, created_lte, limit=100,
+                               starting_after=None) -> list[CheckoutSession]:
+        params: dict = {"limit": limit, "created": _created(created_gte, created_lte)}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = self._call(self._client.v1.checkout.sessions.list, params=params)
+        return [_session(obj) for obj in page.data]
+
+    def list_refunds(self, *, payment_intent_id, limit=100) -> list[ProviderRefund]:
+        page = self._call(self._client.v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": limit})
+        return [_refund(obj) for obj in page.data]
+
+
+def _created(gte: int | None, lte: int | None) -> dict:
+    return {key: value for key, value in (("gte", gte), ("lte", lte)) if value is not None}

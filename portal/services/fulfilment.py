@@ -228,7 +228,7 @@ def _refund_changed(obj: dict, provider: PaymentProvider, now: datetime) -> str:
         return "ignored"
     payment_id = payment.id
     db.session.commit()
-    refunds.refresh_pending(payment_id, provider, now=now)
+    refunds.reconcile(payment_id, provider, now=now)
     return "processed"
 
 

@@ -1,26 +1,268 @@
-"""Where money and bookings disagree (the ops console and the health gauges read these)."""
+"""Where money and bookings disagree: the ops console's reconciliation queries (and the health gauges).
+
+Each query is one SELECT across every studio that yields its items with an `id`, the `studio_id`, the moment the
+item's age counts from (`since`) and a few columns to show. Items an ops person marked resolved
+(`ops_resolutions`) leave the list. The queries filter on indexed status columns whose interesting values are
+rare (dead events, mismatches, live holds), so they stay cheap however many healthy rows there are.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, exists, func, or_, select, union_all
+from sqlalchemy.orm import aliased
 
 from portal import tenancy
 from portal.extensions import db
 from portal.models import (
     Booking,
     BookingStatus,
+    DriftFinding,
     EventStatus,
     Payment,
     PaymentStatus,
     Refund,
     RefundStatus,
+    Resolution,
+    Studio,
     WebhookEvent,
 )
 
+#: Something still unfinished after this long is stuck (the runbook's ten minutes).
+STUCK_AFTER = timedelta(minutes=10)
+PROCESSING_LEASE = timedelta(minutes=5)
+PAID_SESSION_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+#: Overlaps matter for lessons still to come (or under way); the check looks at those, through the start index.
+LESSONS_IN_PLAY = timedelta(days=1)
+SETTLED = (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 BACKLOG_STATUSES = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRY,
                     EventStatus.DEAD)
 
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    title: str
+    entity: str                # booking | payment | refund | event | drift
+    why: str                   # what it means and what to do, for the console and the CLI
+    build: Callable[[datetime], Select]
+    must_be_empty: bool = False
+    #: `flask ops check` fails when the oldest item is older than this (None: only `must_be_empty` counts).
+    alert_after: timedelta | None = timedelta(0)
+    columns: tuple[str, ...] = field(default=())
+
+
+def _unresolved(query: str, entity: str, id_column):
+    return ~exists().where(Resolution.query == query, Resolution.entity_type == entity,
+                           Resolution.entity_id == id_column)
+
+
+def _paid_unconfirmed(now: datetime) -> Select:
+    # Paid here but the booking still only held (cannot happen but through a failure between the two), and paid
+    # at Stripe (a stored "session completed" event) while the payment here is still waiting.
+    paid_here = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), Payment.paid_at.label("since"),
+                        Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
+                        Payment.checkout_session_id)
+                 .join(Booking, Booking.id == Payment.booking_id)
+                 .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
+                        Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
+    paid_there = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
+                         func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
+                         Payment.currency, Payment.status, Payment.checkout_session_id)
+                  .select_from(Payment)
+                  .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
+                  .where(Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.PROCESSING)),
+                         WebhookEvent.type.in_(PAID_SESSION_EVENTS), WebhookEvent.received_at < now - STUCK_AFTER)
+                  .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
+                            Payment.currency, Payment.status, Payment.checkout_session_id))
+    both = union_all(paid_here, paid_there).subquery()
+    return (select(both.c.id, both.c.studio_id, func.min(both.c.since).label("since"), both.c.booking_id,
+                   both.c.amount_minor, both.c.currency, both.c.status, both.c.checkout_session_id)
+            .where(_unresolved("paid_unconfirmed", "payment", both.c.id))
+            .group_by(both.c.id, both.c.studio_id, both.c.booking_id, both.c.amount_minor, both.c.currency,
+                      both.c.status, both.c.checkout_session_id))
+
+
+def _event_columns():
+    return (WebhookEvent.id.label("id"), WebhookEvent.studio_id.label("studio_id"),
+            WebhookEvent.received_at.label("since"), WebhookEvent.provider_event_id, WebhookEvent.type,
+            WebhookEvent.status, WebhookEvent.attempts, WebhookEvent.last_error, WebhookEvent.object_id)
+
+
+def _stuck_events(now: datetime) -> Select:
+    waiting = and_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)),
+                   WebhookEvent.updated_at < now - STUCK_AFTER)
+    abandoned = and_(WebhookEvent.status == EventStatus.PROCESSING, WebhookEvent.updated_at < now - PROCESSING_LEASE)
+    return select(*_event_columns()).where(or_(waiting, abandoned),
+                                           _unresolved("stuck_events", "event", WebhookEvent.id))
+
+
+def _dead_events(now: datetime) -> Select:
+    return select(*_event_columns()).where(WebhookEvent.status == EventStatus.DEAD,
+                                           _unresolved("dead_events", "event", WebhookEvent.id))
+
+
+def _unreleased_holds(now: datetime) -> Select:
+    return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"),
+                   Booking.hold_expires_at.label("since"), Booking.start_at, Booking.price_minor, Booking.currency,
+                   Payment.status.label("payment_status"))
+            .outerjoin(Payment, Payment.booking_id == Booking.id)
+            .where(Booking.status == BookingStatus.HELD, Booking.hold_expires_at < now - STUCK_AFTER,
+                   _unresolved("unreleased_holds", "booking", Booking.id)))
+
+
+def _amount_mismatches(now: datetime) -> Select:
+    return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
+                   func.coalesce(Payment.paid_at, Payment.updated_at).label("since"), Payment.booking_id,
+                   Payment.amount_minor, Payment.currency, Payment.amount_received_minor, Payment.received_currency,
+                   Payment.flag_detail)
+            .where(Payment.status == PaymentStatus.MISMATCH,
+                   _unresolved("amount_mismatches", "payment", Payment.id)))
+
+
+def _refund_columns():
+    return (Refund.id.label("id"), Refund.studio_id.label("studio_id"), Refund.created_at.label("since"),
+            Refund.payment_id, Payment.booking_id, Refund.amount_minor, Refund.currency, Refund.status,
+            Refund.attempts, Refund.last_error, Refund.reason, Refund.provider_refund_id)
+
+
+def _stuck_refunds(now: datetime) -> Select:
+    return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
+            .where(or_(and_(Refund.status == RefundStatus.PENDING, Refund.created_at < now - STUCK_AFTER),
+                       Refund.status == RefundStatus.FAILED),
+                   _unresolved("stuck_refunds", "refund", Refund.id)))
+
+
+def _confirmed_without_payment(now: datetime) -> Select:
+    settled = exists().where(Payment.booking_id == Booking.id, Payment.status.in_(SETTLED))
+    return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"), Booking.updated_at.label("since"),
+                   Booking.start_at, Booking.price_minor, Booking.currency)
+            .where(Booking.status == BookingStatus.CONFIRMED, ~settled,
+                   _unresolved("confirmed_without_payment", "booking", Booking.id)))
+
+
+def _overlapping_bookings(now: datetime) -> Select:
+    other = aliased(Booking)
+    live = (BookingStatus.HELD, BookingStatus.CONFIRMED)
+    return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"), Booking.created_at.label("since"),
+                   Booking.resource_id, Booking.start_at, other.id.label("overlaps"))
+            .join(other, and_(other.resource_id == Booking.resource_id, other.id < Booking.id,
+                              other.start_at < Booking.occupied_until, Booking.start_at < other.occupied_until))
+            .where(Booking.status.in_(live), other.status.in_(live), Booking.start_at >= now - LESSONS_IN_PLAY,
+                   _unresolved("overlapping_bookings", "booking", Booking.id)))
+
+
+def _external_refunds(now: datetime) -> Select:
+    from portal.services.refunds import EXTERNAL
+
+    return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
+            .where(Refund.reason == EXTERNAL, _unresolved("external_refunds", "refund", Refund.id)))
+
+
+def _stripe_drift(now: datetime) -> Select:
+    return (select(DriftFinding.id.label("id"), DriftFinding.studio_id.label("studio_id"),
+                   DriftFinding.detected_at.label("since"), DriftFinding.kind, DriftFinding.provider_object_id,
+                   DriftFinding.payment_id, DriftFinding.detail, DriftFinding.last_seen_at)
+            .where(DriftFinding.resolved_at.is_(None)))
+
+
+QUERIES: dict[str, Query] = {q.name: q for q in (
+    Query("paid_unconfirmed", "Paid but not confirmed", "payment",
+          "Stripe took the money more than 10 minutes ago but the booking is not confirmed. Re-fetch the Checkout "
+          "Session from Stripe and run fulfilment again (it confirms the lesson, or refunds it if the time is "
+          "gone).", _paid_unconfirmed),
+    Query("stuck_events", "Webhook events not processed", "event",
+          "Stored more than 10 minutes ago and still waiting (received, queued, retrying, or held by a worker that "
+          "stopped). The sweep queues them again every 30 seconds: if they stay, the workers or Redis are down. "
+          "Replay one once the cause is fixed.", _stuck_events),
+    Query("dead_events", "Dead webhook events", "event",
+          "Out of retries. Read the last error, fix its cause, then replay the event (or mark it resolved with the "
+          "reason if it needs no processing).", _dead_events),
+    Query("unreleased_holds", "Expired holds not released", "booking",
+          "Holds past their expiry for more than 10 minutes still block their time. Usually money is moving for "
+          "them (a delayed payment); otherwise release the hold.", _unreleased_holds),
+    Query("amount_mismatches", "Amount or currency mismatches", "payment",
+          "Stripe received a different amount or currency than the lesson costs. Never retried: investigate it as "
+          "possible fraud, then refund in full.", _amount_mismatches, must_be_empty=True),
+    Query("stuck_refunds", "Refunds pending or failed", "refund",
+          "Refunds still pending after 10 minutes, or failed for good. Fix the cause (card, Stripe), then retry.",
+          _stuck_refunds),
+    Query("confirmed_without_payment", "Confirmed without a paid payment", "booking",
+          "A confirmed lesson with no settled payment: nobody paid for it. Must always be empty.",
+          _confirmed_without_payment, must_be_empty=True),
+    Query("overlapping_bookings", "Overlapping live bookings", "booking",
+          "Two live bookings on one resource at the same time, among lessons not over yet. The database forbids "
+          "it: must always be empty.",
+          _overlapping_bookings, must_be_empty=True),
+    Query("external_refunds", "Refunds made outside the portal", "refund",
+          "Stripe refunded money the portal did not refund (the Stripe Dashboard, say). It is recorded; decide "
+          "whether the lesson should be cancelled, then mark it resolved.", _external_refunds,
+          alert_after=timedelta(days=1)),
+    Query("stripe_drift", "Drift from Stripe", "drift",
+          "What the hourly comparison with Stripe found the portal missed or disagrees with. Replay the missing "
+          "event or re-fetch the session; the next comparison clears what is fixed.", _stripe_drift),
+)}
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    count: int
+    oldest_age_seconds: float | None
+
+
+def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_age: timedelta | None = None):
+    inner = query.build(now).subquery()
+    statement = select(inner)
+    if studio_id is not None:
+        statement = statement.where(inner.c.studio_id == studio_id)
+    if min_age is not None:
+        statement = statement.where(inner.c.since <= now - min_age)
+    return statement.subquery()
+
+
+def summarize(name: str, now: datetime, **filters) -> Summary:
+    found = _filtered(QUERIES[name], now, **filters)
+    with tenancy.all_tenants():
+        count, oldest = db.session.execute(select(func.count(), func.min(found.c.since))).one()
+    return Summary(name, count, round((now - oldest).total_seconds(), 1) if oldest is not None else None)
+
+
+def items(name: str, now: datetime, *, offset: int = 0, limit: int = 50, **filters) -> list[dict]:
+    """Oldest first; each a dict of the query's columns plus `studio` (slug) and `age_seconds`."""
+    found = _filtered(QUERIES[name], now, **filters)
+    with tenancy.all_tenants():
+        rows = db.session.execute(
+            select(found, Studio.slug.label("studio")).outerjoin(Studio, Studio.id == found.c.studio_id)
+            .order_by(found.c.since, found.c.id).offset(offset).limit(limit)).mappings().all()
+    result = []
+    for row in rows:
+        item = {key: (value.value if hasattr(value, "value") else value) for key, value in row.items()}
+        item["age_seconds"] = round((now - row["since"]).total_seconds(), 1) if row["since"] else None
+        result.append(item)
+    return result
+
+
+def overview(now: datetime) -> dict[str, Summary]:
+    return {name: summarize(name, now) for name in QUERIES}
+
+
+def failing(overview_: dict[str, Summary]) -> list[str]:
+    """The queries `flask ops check` fails on: must-be-empty ones with items, others past their age threshold."""
+    bad = []
+    for name, summary in overview_.items():
+        query = QUERIES[name]
+        if not summary.count:
+            continue
+        if query.must_be_empty or (query.alert_after is not None
+                                   and (summary.oldest_age_seconds or 0) >= query.alert_after.total_seconds()):
+            bad.append(name)
+    return bad
+
+
+# --- the health gauges ------------------------------------------------------------------------------------------
 
 def webhook_backlog() -> dict[str, int]:
     """Events per unfinished status, every status present (zero when none)."""
@@ -31,24 +273,9 @@ def webhook_backlog() -> dict[str, int]:
     return counts
 
 
-def paid_unconfirmed_count() -> int:
-    with tenancy.all_tenants():
-        return db.session.scalar(
-            select(func.count(Payment.id)).join(Booking, Booking.id == Payment.booking_id)
-            .where(Payment.status == PaymentStatus.PAID,
-                   Booking.status.in_((BookingStatus.HELD, BookingStatus.EXPIRED)))) or 0
+def paid_unconfirmed_count(now: datetime) -> int:
+    return summarize("paid_unconfirmed", now).count
 
 
-def needs_attention(now: datetime, limit: int = 100) -> dict[str, list]:
-    """What a person must look at: flagged payments (amount mismatch, paid after expiry, failed refunds), refunds
-    still pending after an hour, and webhook events that ran out of retries."""
-    with tenancy.all_tenants():
-        slow_refunds = db.session.scalars(
-            select(Refund).where(Refund.status == RefundStatus.PENDING, Refund.created_at < now - timedelta(hours=1))
-            .order_by(Refund.created_at).limit(limit)).all()
-        flagged = db.session.scalars(
-            select(Payment).where(Payment.flag.is_not(None)).order_by(Payment.updated_at.desc()).limit(limit)).all()
-        dead = db.session.scalars(
-            select(WebhookEvent).where(WebhookEvent.status == EventStatus.DEAD)
-            .order_by(WebhookEvent.updated_at.desc()).limit(limit)).all()
-    return {"payments": flagged, "events": dead, "refunds": slow_refunds}
+__all__ = ["QUERIES", "Query", "Summary", "failing", "items", "overview", "paid_unconfirmed_count", "summarize",
+           "webhook_backlog"]

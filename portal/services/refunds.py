@@ -7,6 +7,7 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from portal import dispatch, metrics, tenancy
 from portal.extensions import db
@@ -71,7 +72,7 @@ def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attemp
     refund.updated_at = now
     call = dict(payment_intent_id=refund.payment.payment_intent_id, amount_minor=refund.amount_minor,
                 reason=refund.reason, metadata={"refund_id": str(refund.id), "payment_id": str(refund.payment_id)},
-                idempotency_key=f"refund-{refund.id}")
+                idempotency_key=refund.idempotency_key)
     attempts = refund.attempts
     db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers
     try:
@@ -118,15 +119,52 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
     return db.session.get(Refund, refund_id).status.value
 
 
-def refresh_pending(payment_id: int, provider: PaymentProvider, *, now: datetime) -> None:
-    """Re-fetch refunds the provider reported as pending (after a refund or charge event)."""
-    pending = db.session.execute(select(Refund.id, Refund.provider_refund_id).where(
-        Refund.payment_id == payment_id, Refund.provider_refund_id.is_not(None),
-        Refund.status == RefundStatus.PENDING)).all()
-    db.session.commit()
-    for refund_id, provider_id in pending:
-        fresh = provider.retrieve_refund(provider_id)
-        record_result(refund_id, fresh.id, fresh.status, now=now)
+EXTERNAL = "external"
+
+
+def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime) -> list[int]:
+    """Bring a payment's refunds in line with Stripe's list for its PaymentIntent: ours get Stripe's latest word,
+    and a refund the portal never made (one issued in the Stripe Dashboard, say) is recorded with reason
+    `external` and audited, so the money is accounted for and ops see it. Returns the ids of new external rows."""
+    payment = db.session.get(Payment, payment_id)
+    intent = payment.payment_intent_id
+    ours = {r.provider_refund_id: r.id for r in payment.refunds if r.provider_refund_id}
+    unsent = {str(r.id): r.id for r in payment.refunds if not r.provider_refund_id}
+    db.session.commit()  # no transaction while Stripe answers
+    if not intent:
+        return []
+    remote = provider.list_refunds(payment_intent_id=intent)
+    added = []
+    for refund in remote:
+        own_id = ours.get(refund.id) or unsent.get(str(refund.metadata.get("refund_id", "")))
+        if own_id is not None:
+            record_result(own_id, refund.id, refund.status, now=now)
+            continue
+        payment = db.session.get(Payment, payment_id)
+        row = Refund(studio_id=payment.studio_id, payment_id=payment_id, provider_refund_id=refund.id,
+                     purpose_key=f"{EXTERNAL}:{refund.id}", amount_minor=refund.amount,
+                     currency=(refund.currency or payment.currency).lower(), reason=EXTERNAL,
+                     status=_EXTERNAL_STATUS.get(refund.status, RefundStatus.PENDING), created_at=now, updated_at=now)
+        db.session.add(row)
+        try:
+            db.session.flush()
+        except IntegrityError:  # recorded meanwhile by a concurrent event
+            db.session.rollback()
+            continue
+        audit.record(actor=audit.SYSTEM, action="refund.external", target_type="refund", target_id=row.id,
+                     studio_id=payment.studio_id, now=now,
+                     note="Refunded outside the portal (for example in the Stripe Dashboard).",
+                     after={"amount_minor": refund.amount, "currency": row.currency, "status": row.status.value,
+                            "provider_refund_id": refund.id})
+        payment_states.record_refunds(payment_id, now=now)
+        db.session.commit()
+        metrics.refund_operations.labels("external").inc()
+        added.append(row.id)
+    return added
+
+
+_EXTERNAL_STATUS = {"succeeded": RefundStatus.SUCCEEDED, "failed": RefundStatus.FAILED,
+                    "canceled": RefundStatus.FAILED, "pending": RefundStatus.PENDING}
 
 
 def requeue_stale(*, now: datetime, stale_after: timedelta = STALE_AFTER, limit: int = 200) -> int:

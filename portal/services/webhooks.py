@@ -63,6 +63,11 @@ def _parse_event(payload: bytes) -> tuple[str, str, dict]:
     return event["id"], event["type"], event
 
 
+def _object_id(event: dict) -> str | None:
+    found = (event.get("data") or {}).get("object") or {}
+    return found["id"][:255] if isinstance(found, dict) and isinstance(found.get("id"), str) else None
+
+
 def receive(*, payload: bytes, signature_header: str | None, settings: Settings, now: datetime) -> Receipt:
     """Verify and store one delivery. Raises `WebhookRejected` (400) or a database error (the caller answers 5xx)."""
     try:
@@ -115,7 +120,8 @@ def _store(digest: str, provider_event_id: str, event_type: str, event: dict, no
             db.session.commit()
             return Receipt(existing_id, provider_event_id, duplicate=True)
         stored = WebhookEvent(provider_event_id=provider_event_id, type=event_type, payload=event,
-                              status=EventStatus.RECEIVED, received_at=now, updated_at=now)
+                              object_id=_object_id(event), status=EventStatus.RECEIVED, received_at=now,
+                              updated_at=now)
         db.session.add(stored)
         try:
             db.session.flush()

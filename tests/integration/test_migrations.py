@@ -10,10 +10,12 @@ from sqlalchemy import inspect, text
 from portal.extensions import db
 from tests.conftest import create_pg_database, drop_pg_database
 
-EXPECTED_TABLES = {"studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts",
-                   "payments", "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits",
-                   "notification_log", "account_tokens", "config_versions", "config_proposals", "api_keys",
-                   "bookings", "audit_log", "alembic_version"}
+EXPECTED_TABLES = {
+    "studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts", "payments",
+    "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits", "notification_log",
+    "account_tokens", "config_versions", "config_proposals", "api_keys", "ops_resolutions", "drift_findings",
+    "bookings", "audit_log", "alembic_version",
+}
 
 
 @pytest.fixture

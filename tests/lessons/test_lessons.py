@@ -264,8 +264,8 @@ def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, client, 
     with app.app_context():
         make_user("ops@example.com", ops=True)
     auth.login("ops@example.com", "test-password-1")
-    console = client.get("/ops/").get_data(as_text=True)
-    assert "refund_failed" in console and f"#{booking_id}" in console  # it ends on the ops console
+    console = client.get("/ops/queries/stuck_refunds").get_data(as_text=True)
+    assert "failed" in console and f"booking #{booking_id}" in console  # it ends on the ops console
 
 
 def test_a_declined_refund_is_failed_at_once(app, client, auth, studio, paid_lesson, stripe_standin):
@@ -385,7 +385,8 @@ def test_a_refund_the_queue_lost_is_sent_by_the_sweep_and_shown_to_ops_meanwhile
     with within(app):
         db.session.execute(db.update(Refund).values(created_at=utcnow() - timedelta(hours=2)))
         db.session.commit()
-    assert "refund pending" in client.get("/ops/").get_data(as_text=True)
+    stuck = client.get("/ops/queries/stuck_refunds").get_data(as_text=True)
+    assert "pending" in stuck and f"booking #{booking_id}" in stuck
     del app.extensions["dispatcher"].enqueue  # the queue is back
     with within(app):
         assert refunds.requeue_stale(now=utcnow()) == 0  # not stale yet

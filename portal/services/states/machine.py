@@ -64,13 +64,14 @@ class Machine:
     def apply(self, row_id: int, name: str, *, now: datetime, actor: audit.Actor | None = None, note: str = "",
               values: Mapping[str, Any] | None = None, where=(), current: enum.Enum | None = None,
               before: Mapping[str, Any] | None = None, after: Mapping[str, Any] | None = None,
-              stale: str | None = None) -> enum.Enum:
+              stale: str | None = None, exactly: bool = False) -> enum.Enum:
         """Move row `row_id` along transition `name`; returns the status it left.
 
         `values` are written with the status; `where` adds conditions of the caller's (a lease, an expected
         count). `current` skips the read when the caller knows the status. With an `actor`, an audit row with
         `before`/`after` (plus the statuses) joins the transaction. Raises `IllegalTransition` when the status is
-        not a source of the transition or the row changed meanwhile (`stale` is that refusal's message).
+        not a source of the transition or the row changed meanwhile (`stale` is that refusal's message). With
+        `exactly`, `current` is what a person saw: any other status is a stale page, refused even if allowed.
         """
         transition = self.transitions[name]
         model = self.model
@@ -90,7 +91,7 @@ class Machine:
             if changed:
                 break
             latest = db.session.scalar(select(status).where(model.id == row_id))
-            if latest == current:  # the caller's own condition does not hold
+            if latest == current or exactly:  # the caller's own condition (or what they saw) does not hold
                 raise IllegalTransition(stale or f"This {self.noun} changed meanwhile. Reload and try again.",
                                         current=latest)
             current = latest  # another writer moved it first: judge the transition from where it is now

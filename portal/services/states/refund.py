@@ -35,4 +35,5 @@ def fail(refund_id: int, *, now: datetime, error: str, provider_refund_id: str |
 
 
 def retry(refund_id: int, *, now: datetime, actor: audit.Actor, note: str) -> None:
-    MACHINE.apply(refund_id, "retry", now=now, actor=actor, note=note, values={"last_error": "", "attempts": 0})
+    MACHINE.apply(refund_id, "retry", now=now, actor=actor, note=note,
+                  values={"attempts": 0, "retries": Refund.retries + 1, "provider_refund_id": None})

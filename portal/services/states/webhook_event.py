@@ -8,6 +8,8 @@
 | ignore     | processing                           | ignored    | not a type, or not an object, of ours           |
 | retry      | processing                           | retry      | failed for a reason that may pass               |
 | bury       | processing                           | dead       | out of attempts, or refused for good: for ops   |
+| replay     | dead, retry, received, queued,       | queued     | ops replays it (attempts start again)           |
+|            | processing*                          |            | (*only once its worker's lease ran out)         |
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ MACHINE = Machine("webhook event", WebhookEvent, {
     "ignore": Transition({S.PROCESSING}, S.IGNORED, "marked as ignored"),
     "retry": Transition({S.PROCESSING}, S.RETRY, "retried"),
     "bury": Transition({S.PROCESSING}, S.DEAD, "marked dead"),
+    "replay": Transition({S.DEAD, S.RETRY, S.RECEIVED, S.QUEUED, S.PROCESSING}, S.QUEUED, "replayed"),
 })
 
 
@@ -76,3 +79,14 @@ def bury(event_id: int, *, now: datetime, error: str, attempt: int | None = None
         where += (_lease_expired(now, lease), WebhookEvent.attempts >= max_attempts)
     MACHINE.apply(event_id, "bury", now=now, current=S.PROCESSING, where=where, values={"last_error": error[:2000]},
                   stale="Another attempt took this event over.")
+
+
+def replay(event_id: int, *, now: datetime, actor, note: str, lease: timedelta,
+           expected: EventStatus | None = None) -> None:
+    """Ops sends an unprocessed event round again, with a fresh set of attempts (one a worker holds only once its
+    lease ran out). `expected` is the status the ops page showed: if it moved since, the replay is refused (409)
+    rather than applied to something else."""
+    MACHINE.apply(event_id, "replay", now=now, actor=actor, note=note, current=expected, exactly=expected is not None,
+                  where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),),
+                  values={"attempts": 0},
+                  stale="This event changed since the page was shown, or a worker is processing it. Reload it.")

@@ -1,0 +1,194 @@
+"""Repairs ops staff make from the console or the CLI: one entity at a time, each with a written note, audited.
+
+Each action checks the state the person saw (`expected`): if it moved since, the action is refused with a 409 and
+changes nothing, so a double click or a stale page never has a second effect. The runbook's principles hold:
+retries only for what is not processed, never retry an amount mismatch (refund it in full instead), prefer
+re-fetching from Stripe over editing rows.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from portal import dispatch, tenancy
+from portal.extensions import db
+from portal.models import (
+    Booking,
+    BookingStatus,
+    DriftFinding,
+    EventStatus,
+    Payment,
+    PaymentFlag,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    Resolution,
+    WebhookEvent,
+)
+from portal.payments import PaymentProvider, PaymentProviderError
+from portal.services import audit, fulfilment, refunds
+from portal.services.checkout import expire_session_quietly
+from portal.services.errors import Conflict, InvalidInput, NotFound
+from portal.services.reconciliation import QUERIES
+from portal.services.states import booking as booking_states
+from portal.services.states import refund as refund_states
+from portal.services.states import webhook_event as event_states
+
+
+def _note(note: str | None) -> str:
+    note = (note or "").strip()
+    if not note:
+        raise InvalidInput("Write a note saying why: it goes in the audit log.", code="note_missing", field="note")
+    return note[:2000]
+
+
+def _get(model, entity_id: int, noun: str):
+    with tenancy.all_tenants():
+        row = db.session.get(model, entity_id) if 0 < entity_id < 2**31 else None
+    if row is None:
+        raise NotFound(f"No such {noun}.")
+    return row
+
+
+def _expected(enum_type, raw: str | None):
+    if not raw:
+        return None
+    try:
+        return enum_type(raw)
+    except ValueError:
+        raise InvalidInput("The page sent a state this portal does not know. Reload it.", code="expected_invalid") \
+            from None
+
+
+def _lease():
+    from datetime import timedelta
+
+    from flask import current_app
+
+    return timedelta(seconds=current_app.config["PORTAL_SETTINGS"].webhook_processing_lease_sec)
+
+
+def replay_event(event_id: int, *, actor: audit.Actor, note: str | None, now: datetime,
+                 expected: str | None = None) -> None:
+    """Queue an unprocessed event again with fresh attempts (dead, retrying, or stuck in received/queued)."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        event = _get(WebhookEvent, event_id, "webhook event")
+        event_states.replay(event.id, now=now, actor=actor, note=note, lease=_lease(),
+                            expected=_expected(EventStatus, expected) or event.status)
+        db.session.commit()
+    dispatch.enqueue("process_webhook_event", event_id)
+
+
+def refetch_session(payment_id: int, *, actor: audit.Actor, note: str | None, provider: PaymentProvider,
+                    now: datetime, expected: str | None = None) -> str:
+    """The runbook's "re-trigger with the exact sessionId": ask Stripe for the Checkout Session and run
+    fulfilment on its answer (it confirms, or refunds when the time is gone). Returns the payment's status after."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        payment = _get(Payment, payment_id, "payment")
+        seen = _expected(PaymentStatus, expected)
+        if seen is not None and payment.status != seen:
+            raise Conflict(f"This payment is {payment.status.value} now, not {seen.value}: reload the page.")
+        if payment.status == PaymentStatus.MISMATCH:
+            raise Conflict("Never retry an amount mismatch: investigate it as possible fraud and refund it in full.")
+        studio_id, session_id, before = payment.studio_id, payment.checkout_session_id, payment.status.value
+        audit.record(actor=actor, action="payment.refetch", target_type="payment", target_id=payment_id,
+                     studio_id=studio_id, now=now, note=note, before={"status": before})
+        db.session.commit()
+        try:
+            fulfilment.sync_from_provider(payment_id, session_id, provider, now)
+        except PaymentProviderError as error:
+            db.session.rollback()
+            raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
+        db.session.expire_all()
+        return db.session.get(Payment, payment_id).status.value
+
+
+def release_hold(booking_id: int, *, actor: audit.Actor, note: str | None, provider: PaymentProvider,
+                 now: datetime, expected: str | None = None) -> None:
+    """Release a hold past its expiry (refused while money is moving for it)."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        booking = _get(Booking, booking_id, "booking")
+        seen = _expected(BookingStatus, expected)
+        if seen is not None and booking.status != seen:
+            raise Conflict(f"This booking is {booking.status.value} now, not {seen.value}: reload the page.")
+        if booking.status == BookingStatus.HELD and booking.hold_expires_at and booking.hold_expires_at > now:
+            raise Conflict("This hold has not expired yet: the student may still be paying.")
+        session_id = booking.payment.checkout_session_id if booking.payment else None
+        booking_states.release(booking_id, now=now, actor=actor, note=note)
+        db.session.commit()
+    if session_id:
+        expire_session_quietly(provider, session_id)
+
+
+def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, now: datetime,
+                 expected: str | None = None) -> None:
+    """A failed refund goes back to pending and to the queue (after its cause was fixed)."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        refund = _get(Refund, refund_id, "refund")
+        seen = _expected(RefundStatus, expected) or refund.status
+        if refund.status != seen:
+            raise Conflict(f"This refund is {refund.status.value} now, not {seen.value}: reload the page.")
+        refund_states.retry(refund_id, now=now, actor=actor, note=note)
+        payment = refund.payment
+        if payment.flag == PaymentFlag.REFUND_FAILED:  # the flag said "a refund failed": it is being sent again
+            payment.flag, payment.flag_detail = None, ""
+        db.session.commit()
+    refunds.queue(refund_id)
+
+
+def refund_in_full(payment_id: int, *, actor: audit.Actor, note: str | None, now: datetime) -> int:
+    """Refund everything still refundable of a payment (what an amount mismatch gets instead of a retry), and free
+    the time its booking still holds. Once per payment: a second request is refused."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        payment = _get(Payment, payment_id, "payment")
+        amount = refunds.refundable(payment)
+        if amount <= 0:
+            raise Conflict("Nothing is left to refund on this payment.")
+        try:
+            refund_id = refunds.record(payment=payment, amount_minor=amount, reason="ops_refund",
+                                       purpose_key=f"payment:{payment_id}:ops_full_refund", now=now, actor=actor,
+                                       note=note).id
+        except IntegrityError:
+            db.session.rollback()
+            raise Conflict("This payment was already refunded in full from the console.") from None
+        booking = payment.booking
+        if booking.status == BookingStatus.HELD:
+            booking_states.release(booking.id, now=now, actor=actor, even_if_paying=True,
+                                   note="Its payment was refunded in full by ops.")
+        db.session.commit()
+    refunds.queue(refund_id)
+    return refund_id
+
+
+def resolve(query: str, entity_id: int, *, actor: audit.Actor, reason: str | None, now: datetime) -> None:
+    """Take an item off a reconciliation query's list, with the reason (once)."""
+    reason = _note(reason)
+    if query not in QUERIES:
+        raise NotFound("No such reconciliation query.")
+    entity = QUERIES[query].entity
+    model = {"booking": Booking, "payment": Payment, "refund": Refund, "event": WebhookEvent,
+             "drift": DriftFinding}[entity]
+    with tenancy.all_tenants():
+        row = _get(model, entity_id, entity)
+        db.session.add(Resolution(query=query, entity_type=entity, entity_id=entity_id,
+                                  studio_id=getattr(row, "studio_id", None), reason=reason, actor_id=actor.user_id,
+                                  actor_label=actor.label, created_at=now))
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
+            raise Conflict("This item was already marked resolved.") from None
+        if entity == "drift":
+            row.resolved_at = now
+        audit.record(actor=actor, action=f"ops.resolve.{query}", target_type=entity, target_id=entity_id,
+                     studio_id=getattr(row, "studio_id", None), now=now, note=reason)
+        db.session.commit()
+
+
+__all__ = ["refetch_session", "refund_in_full", "release_hold", "replay_event", "resolve", "retry_refund"]
