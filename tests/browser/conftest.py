@@ -9,7 +9,10 @@ Playwright's sync API is used directly (no pytest-playwright). It never download
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,8 +21,9 @@ from werkzeug.serving import make_server
 
 from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
-from tests.conftest import STRIPE_WEBHOOK_SECRET, build_app, empty_tables, stripe_env
+from tests.conftest import STRIPE_WEBHOOK_SECRET, TEST_SECRET, build_app, empty_tables, stripe_env
 from tests.payments.helpers import control
+from tests.support.processes import python_env
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -152,3 +156,90 @@ def _screenshot(page, nodeid: str) -> None:
         print(f"could not save screenshot {path}: {error}")
     else:
         print(f"screenshot saved to {path}")
+
+
+# --- jobs on Redis and real worker processes ------------------------------------------------------------------
+
+#: Only these are passed on from the test's own environment: the worker's settings come from `worker_env` alone.
+PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+
+
+@pytest.fixture
+def redis_live_env(redis_url):
+    """For `live_extra_env`: jobs go to RQ on the tests' Redis database, emptied first (queues, rate-limit
+    counters, old workers)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return {"REDIS_URL": redis_url, "JOB_RETRY_DELAYS": "1,1"}
+
+
+@pytest.fixture
+def worker_env(live_app, live_env, postgres_database, tmp_path) -> dict:
+    """The worker's environment: the same settings as the live app (see `build_app` and `live_env`)."""
+    settings = live_app.config["PORTAL_SETTINGS"]
+    assert settings.redis_url and settings.stripe_api_base, "the live app is not on Redis and the stand-in"
+    env = {key: os.environ[key] for key in PASS_THROUGH if key in os.environ}
+    env.update({
+        "PORTAL_ENV": "test",
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": postgres_database,
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PYTHONUNBUFFERED": "1",
+        **{key: live_env[key] for key in ("REDIS_URL", "JOB_RETRY_DELAYS", "STRIPE_SECRET_KEY", "STRIPE_API_BASE",
+                                          "STRIPE_WEBHOOK_SECRETS", "PORTAL_BASE_URL")},
+    })
+    return env
+
+
+@pytest.fixture
+def start_worker(worker_env, tmp_path, request):
+    """Returns a function starting a real RQ worker process (`python -m worker`, with `env` overriding
+    `worker_env`) and a function stopping it; every worker is stopped at teardown, its log printed on failure."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(**env) -> subprocess.Popen:
+        log_path = tmp_path / f"worker-{len(started) + 1}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"],
+                                       env=python_env({**worker_env, **env}), cwd=PROJECT_ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        started.append((process, log_path))
+        return process
+
+    yield start
+    report = getattr(request.node, "rep_call", None)
+    died = []
+    for process, log_path in started:
+        early_exit = None if getattr(process, "stopped_on_purpose", False) else process.poll()
+        stop_worker(process)
+        if early_exit is not None or (report is not None and report.failed):
+            print(f"--- worker log ({log_path}, exit code {process.returncode}) ---")
+            print(log_path.read_text(errors="replace"))
+        if early_exit is not None:
+            died.append(early_exit)
+    if died:
+        pytest.fail(f"a worker exited on its own during the test (codes {died})", pytrace=False)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """SIGTERM (RQ's warm shutdown: the current job finishes first), then SIGKILL after 10 s."""
+    process.stopped_on_purpose = True
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def worker(start_worker):
+    """One real RQ worker with the live app's settings."""
+    return start_worker()

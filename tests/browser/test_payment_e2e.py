@@ -7,16 +7,12 @@
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from portal.config import PROJECT_ROOT
 from portal.models import BookingStatus, EventStatus, PaymentStatus
 from tests.browser.helpers import (
     PORTAL_PRICE,
@@ -33,72 +29,16 @@ from tests.browser.helpers import (
     slot_start,
     wait_for,
 )
-from tests.conftest import TEST_SECRET
 from tests.payments.helpers import control
-from tests.support.processes import python_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
 CONFIRM_TIMEOUT_MS = 15_000  # webhook delivery + worker + the page's next 2-second poll, with room to spare
-#: Only these are passed on from the test's own environment: the worker's settings come from `worker_env` alone.
-PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 
 @pytest.fixture
-def live_extra_env(redis_url):
-    """Jobs go to RQ on the tests' Redis database, emptied first (queues, rate-limit counters, old workers)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return {"REDIS_URL": redis_url, "JOB_RETRY_DELAYS": "1,1"}
-
-
-@pytest.fixture
-def worker_env(live_app, live_env, postgres_database, tmp_path) -> dict:
-    """The worker's environment: the same settings as the live app (see `build_app` and `live_env`)."""
-    settings = live_app.config["PORTAL_SETTINGS"]
-    assert settings.redis_url and settings.stripe_api_base, "the live app is not on Redis and the stand-in"
-    env = {key: os.environ[key] for key in PASS_THROUGH if key in os.environ}
-    env.update({
-        "PORTAL_ENV": "test",
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": postgres_database,
-        "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
-        "PYTHONUNBUFFERED": "1",
-        **{key: live_env[key] for key in ("REDIS_URL", "JOB_RETRY_DELAYS", "STRIPE_SECRET_KEY", "STRIPE_API_BASE",
-                                          "STRIPE_WEBHOOK_SECRETS", "PORTAL_BASE_URL")},
-    })
-    return env
-
-
-@pytest.fixture
-def worker(worker_env, tmp_path, request):
-    """A real RQ worker process (`python -m worker`), stopped at teardown; its log is printed if the test failed."""
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "worker", "--sweep-interval", "1"],
-                                   env=python_env(worker_env),
-                                   cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        yield process
-    finally:
-        early_exit = process.poll()
-        process.terminate()  # SIGTERM: RQ's warm shutdown, the current job finishes first
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        report = getattr(request.node, "rep_call", None)
-        if early_exit is not None or (report is not None and report.failed):
-            print(f"--- worker log ({log_path}, exit code {process.returncode}) ---")
-            print(log_path.read_text(errors="replace"))
-        if early_exit is not None:
-            pytest.fail(f"the worker exited on its own during the test (code {early_exit})", pytrace=False)
+def live_extra_env(redis_live_env):
+    return redis_live_env
 
 
 def hold_a_slot(page: Page, standin_base: str) -> tuple[str, str]:

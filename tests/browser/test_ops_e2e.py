@@ -1,0 +1,84 @@
+"""Ops repairs a dead webhook in a real browser: a worker that cannot reach Stripe lets a payment's event die; once
+Stripe is reachable again, ops finds the event on the console, replays it with a note, and the real RQ worker
+confirms the booking; the repair is in the audit log. Checked at phone width too."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from portal import tenancy
+from portal.extensions import db
+from portal.models import AuditEntry, BookingStatus, EventStatus
+from tests.browser.conftest import stop_worker
+from tests.browser.helpers import (
+    SLOT_BUTTON,
+    assert_fits_phone_width,
+    booking_for_session,
+    lesson_day,
+    log_in,
+    on_checkout_page,
+    open_package,
+    session_events,
+    show_piano_times_on,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
+OPS = ("ops@example.com", "demo-password-1")
+
+
+@pytest.fixture
+def live_extra_env(redis_live_env):
+    return redis_live_env
+
+
+def test_ops_replays_a_dead_event_and_the_booking_is_confirmed(page: Page, live_app, live_server, stripe_standin,
+                                                               start_worker):
+    broken = start_worker(STRIPE_API_BASE="http://127.0.0.1:1")  # this worker cannot reach Stripe
+    log_in(page)
+    open_package(page)
+    show_piano_times_on(page, lesson_day())
+    page.locator(SLOT_BUTTON).first.click()
+    session_id = on_checkout_page(page, stripe_standin.base_url)
+    page.get_by_role("button", name=re.compile(r"^Pay 65\.00 USD$")).click()
+    booking = booking_for_session(live_app, session_id)
+    events = wait_for(lambda: session_events(live_app, session_id, "checkout.session.completed"),
+                      lambda found: found and found[0]["status"] == EventStatus.DEAD, timeout=30)
+    assert events and events[0]["status"] == EventStatus.DEAD, events
+    stop_worker(broken)
+    start_worker()  # Stripe is reachable again
+
+    page.get_by_role("button", name="Log out").click()
+    page.goto("/login")
+    page.get_by_label("Email").fill(OPS[0])
+    page.get_by_label("Password").fill(OPS[1])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/ops/")
+    card = page.locator("#query-dead_events")
+    expect(card.locator(".recon-count strong")).to_have_text("1")
+    assert_fits_phone_width(page, "ops dashboard")
+    card.get_by_role("link", name="Dead webhook events").click()
+    item = page.locator(f"#item-{events[0]['id']}")
+    expect(item).to_contain_text(events[0]["provider_event_id"])
+    expect(item).to_contain_text("TransientProviderError")
+    assert_fits_phone_width(page, "dead events")
+    replay = item.locator("details.repair", has_text="Replay").first
+    replay.locator("summary").click()
+    replay.get_by_label("Note (why; goes in the audit log)").fill("Stripe was unreachable from the worker; fixed")
+    replay.get_by_role("button", name="Replay").click()
+    expect(page.locator(".alert-success")).to_contain_text("was queued again")
+
+    confirmed = wait_for(lambda: booking_for_session(live_app, session_id),
+                         lambda row: row["status"] == BookingStatus.CONFIRMED, timeout=20)
+    assert confirmed["status"] == BookingStatus.CONFIRMED, confirmed
+    page.goto("/ops/")
+    expect(page.locator("#query-dead_events .recon-count strong")).to_have_text("0")
+    with live_app.app_context(), tenancy.all_tenants():
+        entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "webhook_event.replay"))
+        assert (entry.actor_label, entry.note) == (OPS[0], "Stripe was unreachable from the worker; fixed")
+        assert entry.studio_id is not None
+        db.session.remove()
+    assert booking["id"] == confirmed["id"]
