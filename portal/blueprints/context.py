@@ -23,7 +23,8 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     @bp.url_value_preprocessor
     def _resolve(_endpoint, values):
         slug = (values or {}).pop("studio_slug", None)
-        studio = db.session.scalar(select(Studio).where(Studio.slug == slug, Studio.active.is_(True)))
+        # A suspended studio (`active` false) still answers: its pages say it is not taking bookings.
+        studio = db.session.scalar(select(Studio).where(Studio.slug == slug))
         if studio is None:
             abort(404, "No studio lives at this address.")
         g.studio = studio

@@ -90,7 +90,7 @@ def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, no
     """
     window_first, window_last = booking_window(studio, now)
     first_day, last_day = max(first_day, window_first), min(last_day, window_last)
-    if last_day < first_day:
+    if last_day < first_day or not studio.active:  # a suspended studio offers no times
         return {}
     rules, blackouts, busy = _inputs(studio, offer.resource, first_day, last_day, now)
     return slots.free_slots_range(

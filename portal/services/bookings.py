@@ -12,12 +12,22 @@ from portal.extensions import db
 from portal.models import Booking, BookingStatus, Studio, User
 from portal.services import availability
 from portal.services.checkout import hold_expiry
-from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
+from portal.services.errors import Conflict, InvalidInput, NotFound, SlotUnavailable
 from portal.services.states import booking as booking_states
 from portal.services.timeinput import parse_instant
 
 #: A student may keep this many unpaid holds at once, so nobody can sit on a studio's whole week.
 MAX_OPEN_HOLDS = 3
+
+
+class StudioSuspended(Conflict):
+    code = "studio_suspended"
+
+
+def refuse_if_suspended(studio: Studio) -> None:
+    """A suspended studio takes no new bookings and no moves (its lessons stand; cancelling still works)."""
+    if not studio.active:
+        raise StudioSuspended(f"{studio.name} is not taking bookings at the moment.")
 
 
 def parse_start(raw: str | None) -> datetime:
@@ -61,6 +71,7 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     Raises `NotFound` (unknown package/resource), `InvalidInput` (not a bookable time, too many open holds)
     or `SlotUnavailable` (someone holds or booked it: the database refused the overlap).
     """
+    refuse_if_suspended(studio)
     try:
         offer = availability.find_offer(package_slug or "", resource_slug or "")
     except NotFound as missing:  # in a booking form, an unknown choice is bad input

@@ -9,7 +9,7 @@ from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Refund, Resource, Studio, User
 from portal.services import availability, notifications, refunds
 from portal.services.audit import Actor
-from portal.services.bookings import parse_start, slot_write
+from portal.services.bookings import parse_start, refuse_if_suspended, slot_write
 from portal.services.errors import Conflict, DomainError, InvalidInput
 from portal.services.policy import cancel_terms, reschedule_decision
 from portal.services.states import booking as booking_states
@@ -49,6 +49,7 @@ def move_by_studio(*, studio: Studio, booking: Booking, actor: Actor, resource_s
 
 def _move(studio: Studio, booking: Booking, offer: availability.Offer, start: datetime, *, actor: Actor,
           now: datetime, note: str) -> Booking:
+    refuse_if_suspended(studio)
     if start == booking.start_at and offer.resource.id == booking.resource_id:
         raise InvalidInput("That is the lesson's current time. Pick a different one.", code="same_slot",
                            field="start")

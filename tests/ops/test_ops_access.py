@@ -12,7 +12,8 @@ ROUTES = [
     ("GET", "/ops/search?q=student@example.com"),
     ("POST", "/ops/events/1/replay"), ("POST", "/ops/payments/1/refetch"), ("POST", "/ops/bookings/1/release"),
     ("POST", "/ops/refunds/1/retry"), ("POST", "/ops/payments/1/refund"), ("POST", "/ops/resolve/dead_events/1"),
-    ("POST", "/ops/drift"),
+    ("POST", "/ops/drift"), ("GET", "/ops/studios"), ("POST", "/ops/studios/1/suspend"),
+    ("POST", "/ops/studios/1/resume"),
 ]
 
 

@@ -16,7 +16,7 @@ ops_only = ops_required
 
 
 #: The console's sections beyond the dashboard (endpoint, label); a section shows once its module exists.
-SECTIONS = [("ops.studios", "Studios"), ("ops.search", "Find")]
+SECTIONS = [("ops.studios_page", "Studios")]
 
 
 @bp.app_template_global()
@@ -35,4 +35,4 @@ def page_number() -> int:
     return int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
 
 
-from portal.blueprints.ops import console, repairs  # noqa: E402,F401  (the modules register their routes on `bp`)
+from portal.blueprints.ops import console, repairs, studios  # noqa: E402,F401  (modules register routes on `bp`)

@@ -1,0 +1,40 @@
+"""Studios on the platform: the list, suspending and resuming one."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from portal import tenancy
+from portal.blueprints.ops import actor, bp, ops_only
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.models import Booking, Membership, Role, Studio
+from portal.services import studios
+
+
+@bp.get("/studios")
+@ops_only
+def studios_page():
+    with tenancy.all_tenants():
+        rows = db.session.scalars(select(Studio).order_by(Studio.name)).all()
+        bookings = dict(db.session.execute(select(Booking.studio_id, func.count(Booking.id))
+                                           .group_by(Booking.studio_id)).all())
+        admins = dict(db.session.execute(select(Membership.studio_id, func.count(Membership.id))
+                                         .where(Membership.role == Role.ADMIN).group_by(Membership.studio_id)).all())
+    return render_template("ops/studios.html", studios=rows, bookings=bookings, admins=admins)
+
+
+@bp.post("/studios/<int:studio_id>/suspend")
+@ops_only
+def suspend_studio(studio_id: int):
+    studios.suspend(studio_id, actor=actor(), note=request.form.get("note", ""), now=utcnow())
+    flash("The studio is suspended: its pages say it is not taking bookings.", "success")
+    return redirect(url_for("ops.studios_page"), code=303)
+
+
+@bp.post("/studios/<int:studio_id>/resume")
+@ops_only
+def resume_studio(studio_id: int):
+    studios.resume(studio_id, actor=actor(), note=request.form.get("note", ""), now=utcnow())
+    flash("The studio takes bookings again.", "success")
+    return redirect(url_for("ops.studios_page"), code=303)
