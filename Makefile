@@ -40,6 +40,7 @@ standin: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.availability
 	$(BIN)/python -m benchmarks.webhooks
+	$(BIN)/python -m benchmarks.reconciliation
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

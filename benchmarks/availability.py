@@ -35,7 +35,7 @@ from portal import create_app, tenancy
 from portal.config import load_settings
 from portal.extensions import db
 from portal.models import AvailabilityRule, Booking, BookingStatus, Package, Resource, ResourceKind, Studio, User
-from portal.services import availability, slots
+from portal.services import availability, configuration, slots
 
 TZ_NAME, SLUG, RESOURCES, DAYS, BOOKINGS = "America/New_York", "bench-studio", 5, 60, 5000
 OPEN, CLOSE, BUFFER = time(8), time(22), 10
@@ -52,9 +52,10 @@ def seed(now: datetime) -> tuple[date, dict[str, int]]:
     resources = [Resource(studio_id=studio.id, slug=f"room-{i}", name=f"Room {i}", kind=ResourceKind.ROOM)
                  for i in range(1, RESOURCES + 1)]
     packages = [Package(studio_id=studio.id, slug=s, name=f"{m}-minute lesson", duration_minutes=m,
-                        price_minor=p, currency="usd", position=i) for i, (s, m, p) in enumerate(PACKAGES)]
+                        price_minor=p, currency="usd") for s, m, p in PACKAGES]
     db.session.add_all([student, *resources, *packages])
     db.session.flush()
+    configuration.start(studio, now=now)
     db.session.add_all([AvailabilityRule(studio_id=studio.id, resource_id=r.id, weekday=wd, start_time=OPEN,
                                          end_time=CLOSE) for r in resources for wd in range(7)])
     open_minutes = (CLOSE.hour - OPEN.hour) * 60

@@ -32,7 +32,8 @@ def fill(studio_id: int, student_id: int, package_id: int, resource_ids: list[in
                CASE WHEN i % 1000 = 1 THEN 'held' WHEN i % 10 = 2 THEN 'expired' WHEN i % 20 = 3 THEN 'cancelled'
                     ELSE 'confirmed' END,
                :start + ((i / :k) * interval '1 hour') - interval '1 day', 6500, 'usd',
-               :now - ((i % 5000) * interval '1 minute'), :now - ((i % 5000) * interval '1 minute'), 0, 0
+               :start + ((i / :k) * interval '1 hour') - interval '1 day',
+               :start + ((i / :k) * interval '1 hour') - interval '2 days', 0, 0
         FROM generate_series(1, :n) AS i"""), params)
     db.session.execute(text("""
         INSERT INTO payments (studio_id, booking_id, checkout_session_id, checkout_url, payment_intent_id, amount_minor,

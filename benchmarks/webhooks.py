@@ -41,11 +41,12 @@ from rq import Worker
 import stripe_standin
 from benchmarks.harness import percentile, run_on_throwaway_database
 from portal import create_app, tenancy
+from portal.clock import utcnow
 from portal.config import load_settings
 from portal.extensions import db
 from portal.models import AvailabilityRule, Package, Resource, ResourceKind, Studio, User
 from portal.payments import get_provider
-from portal.services import bookings, checkout, fulfilment
+from portal.services import bookings, checkout, configuration, fulfilment
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -140,7 +141,9 @@ def seed_studio() -> int:
             db.session.add_all(AvailabilityRule(studio_id=studio.id, resource_id=room.id, weekday=wd,
                                                 start_time=time(OPEN), end_time=time(CLOSE)) for wd in range(7))
         db.session.add(Package(studio_id=studio.id, slug="lesson-30", name="30-minute lesson", duration_minutes=30,
-                               price_minor=3500, currency="usd", position=0))
+                               price_minor=3500, currency="usd"))
+        db.session.flush()
+        configuration.start(studio, now=utcnow())
         db.session.commit()
         return studio.id
 

@@ -72,6 +72,7 @@ def upgrade():
 
     with op.batch_alter_table("bookings") as batch_op:
         batch_op.create_index("ix_bookings_start_at", ["start_at"], unique=False)
+        batch_op.create_index("ix_bookings_status_updated", ["status", "updated_at"], unique=False)
     with op.batch_alter_table("refunds") as batch_op:
         batch_op.create_index(batch_op.f("ix_refunds_status"), ["status"], unique=False)
         batch_op.add_column(sa.Column("retries", sa.Integer(), nullable=False, server_default="0"))
@@ -96,6 +97,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f("ix_webhook_events_object_id"))
         batch_op.drop_column("object_id")
     with op.batch_alter_table("bookings") as batch_op:
+        batch_op.drop_index("ix_bookings_status_updated")
         batch_op.drop_index("ix_bookings_start_at")
     with op.batch_alter_table("refunds") as batch_op:
         batch_op.drop_index("ix_refunds_external")

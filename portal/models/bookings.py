@@ -42,6 +42,7 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
         CheckConstraint("price_minor >= 0", name="price_non_negative"),
         Index("ix_bookings_resource_span", "resource_id", "start_at", "occupied_until"),
         Index("ix_bookings_start_at", "start_at"),
+        Index("ix_bookings_status_updated", "status", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

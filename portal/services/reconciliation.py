@@ -34,6 +34,8 @@ from portal.models import (
 STUCK_AFTER = timedelta(minutes=10)
 PROCESSING_LEASE = timedelta(minutes=5)
 PAID_SESSION_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+#: How far back the cheap form of the must-be-empty invariant checks looks (see `_confirmed_without_payment`).
+RECENTLY_CHANGED = timedelta(days=35)
 #: Overlaps matter for lessons still to come (or under way); the check looks at those, through the start index.
 LESSONS_IN_PLAY = timedelta(days=1)
 SETTLED = (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
@@ -47,7 +49,7 @@ class Query:
     title: str
     entity: str                # booking | payment | refund | event | drift
     why: str                   # what it means and what to do, for the console and the CLI
-    build: Callable[[datetime], Select]
+    build: Callable[..., Select]  # (now, full=False) -> the items
     must_be_empty: bool = False
     #: `flask ops check` fails when the oldest item is older than this (None: only `must_be_empty` counts).
     alert_after: timedelta | None = timedelta(0)
@@ -113,7 +115,7 @@ def _unreleased_holds(now: datetime) -> Select:
                    _unresolved("unreleased_holds", "booking", Booking.id)))
 
 
-def _amount_mismatches(now: datetime) -> Select:
+def _amount_mismatches(now: datetime, full: bool = False) -> Select:
     return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
                    func.coalesce(Payment.paid_at, Payment.updated_at).label("since"), Payment.booking_id,
                    Payment.amount_minor, Payment.currency, Payment.amount_received_minor, Payment.received_currency,
@@ -135,22 +137,27 @@ def _stuck_refunds(now: datetime) -> Select:
                    _unresolved("stuck_refunds", "refund", Refund.id)))
 
 
-def _confirmed_without_payment(now: datetime) -> Select:
+def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
+    """Confirmed bookings changed in the last `RECENTLY_CHANGED` (through the `updated_at` index): a booking
+    becomes confirmed, or loses its payment, by a change, so a breach shows here for weeks after it happens.
+    `full` checks every booking (`flask ops check --full`, for a periodic deep check)."""
     settled = exists().where(Payment.booking_id == Booking.id, Payment.status.in_(SETTLED))
+    recent = () if full else (Booking.updated_at >= now - RECENTLY_CHANGED,)
     return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"), Booking.updated_at.label("since"),
                    Booking.start_at, Booking.price_minor, Booking.currency)
-            .where(Booking.status == BookingStatus.CONFIRMED, ~settled,
+            .where(Booking.status == BookingStatus.CONFIRMED, *recent, ~settled,
                    _unresolved("confirmed_without_payment", "booking", Booking.id)))
 
 
-def _overlapping_bookings(now: datetime) -> Select:
+def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
     other = aliased(Booking)
     live = (BookingStatus.HELD, BookingStatus.CONFIRMED)
     return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"), Booking.created_at.label("since"),
                    Booking.resource_id, Booking.start_at, other.id.label("overlaps"))
             .join(other, and_(other.resource_id == Booking.resource_id, other.id < Booking.id,
                               other.start_at < Booking.occupied_until, Booking.start_at < other.occupied_until))
-            .where(Booking.status.in_(live), other.status.in_(live), Booking.start_at >= now - LESSONS_IN_PLAY,
+            .where(Booking.status.in_(live), other.status.in_(live),
+                   *(() if full else (Booking.start_at >= now - LESSONS_IN_PLAY,)),
                    _unresolved("overlapping_bookings", "booking", Booking.id)))
 
 
@@ -213,8 +220,9 @@ class Summary:
     oldest_age_seconds: float | None
 
 
-def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_age: timedelta | None = None):
-    inner = query.build(now).subquery()
+def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_age: timedelta | None = None,
+              full: bool = False):
+    inner = (query.build(now, full=True) if full and query.must_be_empty else query.build(now)).subquery()
     statement = select(inner)
     if studio_id is not None:
         statement = statement.where(inner.c.studio_id == studio_id)
@@ -245,8 +253,9 @@ def items(name: str, now: datetime, *, offset: int = 0, limit: int = 50, **filte
     return result
 
 
-def overview(now: datetime) -> dict[str, Summary]:
-    return {name: summarize(name, now) for name in QUERIES}
+def overview(now: datetime, *, full: bool = False) -> dict[str, Summary]:
+    """Every query's count and oldest age; `full` runs the must-be-empty checks over all rows, not recent ones."""
+    return {name: summarize(name, now, full=full) for name in QUERIES}
 
 
 def failing(overview_: dict[str, Summary]) -> list[str]:
