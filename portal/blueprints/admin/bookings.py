@@ -29,9 +29,9 @@ def _resources() -> list[Resource]:
 @admin_page
 def bookings():
     filters, errors = admin_bookings.parse_filters(request.args)
-    page = admin_bookings.search(g.studio, filters, now=utcnow()) if not errors else None
+    results = admin_bookings.search(g.studio, filters, now=utcnow()) if not errors else None
     return render("admin/bookings/index.html", "admin/bookings/_results.html", 422 if errors else 200,
-                  filters=filters, errors=errors, page=page, resources=_resources(),
+                  filters=filters, errors=errors, results=results, resources=_resources(),
                   statuses=admin_bookings.STATUSES)
 
 
