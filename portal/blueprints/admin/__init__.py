@@ -87,3 +87,6 @@ from portal.blueprints.admin import home  # noqa: E402,F401  (the modules regist
 
 # isort: split
 from portal.blueprints.admin import bookings  # noqa: E402,F401
+
+# isort: split
+from portal.blueprints.admin import team  # noqa: E402,F401
