@@ -373,8 +373,10 @@ def timeline(studio: Studio, booking: Booking) -> list[Entry]:
 
 def _change(before: dict | None, after: dict | None) -> str:
     before, after = before or {}, after or {}
-    if "status" in before or "status" in after:
-        text = f"{before.get('status', '–')} → {after.get('status', '–')}"
+    if "status" in before:
+        text = f"{before['status']} → {after.get('status', '–')}"
+    elif "status" in after:
+        text = f"status: {after['status']}"
     else:
         text = ""
     extra = [f"{k}: {v}" for k, v in after.items() if k != "status"]
@@ -385,8 +387,7 @@ def _payment_entries(payment: Payment) -> list[Entry]:
     entries = []
     if payment.paid_at is not None and payment.amount_received_minor is not None:
         entries.append(Entry(payment.paid_at, "payment", "Payment received",
-                             _money(payment.amount_received_minor,
-                                    payment.received_currency or payment.currency), payment.status.value))
+                             _money(payment.amount_received_minor, payment.received_currency or payment.currency)))
     status = payment.status
     if status not in (PaymentStatus.PENDING, PaymentStatus.PAID) and payment.updated_at is not None:
         label = status.value.replace("_", " ")
@@ -409,7 +410,7 @@ def _webhook_entries(studio: Studio, payment: Payment) -> list[Entry]:
         subject = (event.payload.get("data") or {}).get("object") or {}
         if not ({subject.get("id"), subject.get("payment_intent")} & ids):
             continue
-        detail_text = f"{event.status.value}; {_plural(event.attempts, 'attempt')}"
+        detail_text = _plural(event.attempts, "attempt")
         if event.deliveries > 1:
             detail_text += f"; delivered {event.deliveries} times"
         if event.last_error:
