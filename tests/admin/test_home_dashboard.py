@@ -66,7 +66,9 @@ def test_today_this_week_and_utilisation_on_known_data(app, admin, world):
     assert sorted(home["today"]) == expected_today
     assert sorted(i for ids in home["week"].values() for i in ids) == sorted(
         [early, held, first_day, last_day, cancelled])
-    assert home["week"][monday][0] == first_day and home["week"][sunday][-1] in (last_day, held)
+    assert first_day in home["week"][monday] and last_day in home["week"][sunday]
+    assert home["week"][today] == home["today"]  # in order of start: 00:30 first, 23:00 last
+    assert home["week"][today][0] == early and home["week"][today][-1] == held
     # Confirmed minutes only: piano 60 + 60 of 400 × 7; drums 30 of 480 × 7 (the hold does not count).
     assert home["utilisation"]["piano"] == (120, 2800, "4.3%")
     assert home["utilisation"]["drums"] == (30, 3360, "0.9%")

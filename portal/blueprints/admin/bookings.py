@@ -30,9 +30,8 @@ def _resources() -> list[Resource]:
 def bookings():
     filters, errors = admin_bookings.parse_filters(request.args)
     results = admin_bookings.search(g.studio, filters, now=utcnow()) if not errors else None
-    return render("admin/bookings/index.html", "admin/bookings/_results.html", 422 if errors else 200,
-                  filters=filters, errors=errors, results=results, resources=_resources(),
-                  statuses=admin_bookings.STATUSES)
+    return render_template("admin/bookings/index.html", filters=filters, errors=errors, results=results,
+                           resources=_resources(), statuses=admin_bookings.STATUSES), 422 if errors else 200
 
 
 @bp.get("/bookings.csv")
