@@ -1,4 +1,4 @@
-"""Account emails: confirm a sign-up, "you already have an account", reset a password.
+"""Account emails: confirm a sign-up, "you already have an account", reset a password, join a studio's team.
 
 Queued as jobs that carry only ids (`send_account_email`); the job signs the link itself from the token row, and
 each message is sent once per key, like the booking notifications.
@@ -9,18 +9,19 @@ import logging
 import uuid
 from datetime import datetime
 
-from portal import dispatch
+from portal import dispatch, formatting
 from portal.extensions import db
 from portal.models import AccountToken, Studio, User
 from portal.services import account_tokens, configuration, notifications
 
 log = logging.getLogger(__name__)
 
-KINDS = ("confirm_email", "account_exists", "password_reset")
+KINDS = ("confirm_email", "account_exists", "password_reset", "invite")
 SUBJECTS = {
     "confirm_email": "Confirm your email to finish signing up",
     "account_exists": "You already have an account",
     "password_reset": "Reset your password",
+    "invite": "You are invited to run a studio on Studio Portal",
 }
 
 
@@ -53,10 +54,18 @@ def send(kind: str, user_id: int, token_id: int | None, studio_id: int | None, r
         if token is None or token.used_at is not None:
             return False  # replaced by a newer link meanwhile
         signed = account_tokens.sign(token)
-        context["action_url"] = (notifications.absolute_url("studio.signup_confirm", studio_slug=studio.slug,
-                                                            token=signed)
-                                 if kind == "confirm_email" else
-                                 notifications.absolute_url("auth.reset_password", token=signed))
+        if kind == "confirm_email":
+            context["action_url"] = notifications.absolute_url("studio.signup_confirm", studio_slug=studio.slug,
+                                                               token=signed)
+        elif kind == "invite":
+            context["action_url"] = notifications.absolute_url("admin.team_invitation", studio_slug=studio.slug,
+                                                               token=signed)
+            context["expires_at"] = formatting.when(token.expires_at, studio.tz, studio.locale)
+            context["has_account"] = user.email_verified_at is not None
+            context["student_name"] = user.name or user.email
+            context["subject"] = f"You are invited to help run {context['studio_name']}"
+        else:
+            context["action_url"] = notifications.absolute_url("auth.reset_password", token=signed)
     else:
         context["action_url"] = context["login_url"]
         if studio is not None:

@@ -1,4 +1,4 @@
-"""Single-use, expiring links for account emails (confirm a sign-up, reset a password).
+"""Single-use, expiring links for account emails (confirm a sign-up, reset a password, join a studio's team).
 
 A link carries the id of an `AccountToken` row, signed with the app's secret key (itsdangerous, salted per
 purpose); the row says whether it was used and until when it is valid. Nothing secret is stored, and the jobs that
@@ -16,7 +16,8 @@ from portal.extensions import db
 from portal.models import AccountToken, TokenPurpose, User
 from portal.services.errors import InvalidInput
 
-LIFETIMES = {TokenPurpose.CONFIRM_EMAIL: timedelta(hours=72), TokenPurpose.RESET_PASSWORD: timedelta(hours=1)}
+LIFETIMES = {TokenPurpose.CONFIRM_EMAIL: timedelta(hours=72), TokenPurpose.RESET_PASSWORD: timedelta(hours=1),
+             TokenPurpose.INVITE: timedelta(hours=72)}
 
 
 class LinkInvalid(InvalidInput):
@@ -28,10 +29,12 @@ def _serializer(purpose: TokenPurpose) -> URLSafeSerializer:
 
 
 def issue(user: User, purpose: TokenPurpose, *, now: datetime, studio_id: int | None = None) -> AccountToken:
-    """Add a new token row to the session (the caller commits); earlier unused ones of the purpose stop working."""
-    db.session.execute(update(AccountToken).where(
-        AccountToken.user_id == user.id, AccountToken.purpose == purpose, AccountToken.used_at.is_(None))
-        .values(used_at=now))
+    """Add a new token row to the session (the caller commits); earlier unused ones of the purpose stop working
+    (for an invitation: earlier ones to the same studio)."""
+    earlier = [AccountToken.user_id == user.id, AccountToken.purpose == purpose, AccountToken.used_at.is_(None)]
+    if purpose == TokenPurpose.INVITE:
+        earlier.append(AccountToken.studio_id == studio_id)
+    db.session.execute(update(AccountToken).where(*earlier).values(used_at=now))
     token = AccountToken(user_id=user.id, studio_id=studio_id, purpose=purpose, expires_at=now + LIFETIMES[purpose],
                          created_at=now)
     db.session.add(token)

@@ -101,9 +101,9 @@ def test_owner_and_studio_admin_do_see_the_booking(client, auth, world):
     auth.login("admin-a@example.com", PASSWORD)
     page = client.get(path)
     assert page.status_code == 200 and f"#{world['booking_a']}" in page.get_data(as_text=True)
-    dashboard = client.get("/s/melody-and-meter/admin/").get_data(as_text=True)
-    assert "Student-A" in dashboard or "student-a" in dashboard.lower()
-    assert "Student-B" not in dashboard  # studio B's booking is not on studio A's dashboard
+    listing = client.get("/s/melody-and-meter/admin/bookings").get_data(as_text=True)
+    assert "Student-A" in listing or "student-a" in listing.lower()
+    assert "Student-B" not in listing  # studio B's booking is not in studio A's list
 
 
 def test_ops_sees_every_studio(client, auth, world):

@@ -84,3 +84,9 @@ def stop_preview():
 
 
 from portal.blueprints.admin import home  # noqa: E402,F401  (the modules register their routes on `bp`)
+
+# isort: split
+from portal.blueprints.admin import bookings  # noqa: E402,F401
+
+# isort: split
+from portal.blueprints.admin import team  # noqa: E402,F401

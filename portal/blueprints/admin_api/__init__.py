@@ -104,3 +104,6 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise ApiRefusal(400, "payload_invalid", "Send a JSON object.")
     return body
+
+
+from portal.blueprints.admin_api import bookings  # noqa: E402,F401
