@@ -84,3 +84,6 @@ def stop_preview():
 
 
 from portal.blueprints.admin import home  # noqa: E402,F401  (the modules register their routes on `bp`)
+
+from portal.blueprints.admin import calendar  # noqa: E402,F401  # isort: skip
+from portal.blueprints.admin import catalogue  # noqa: E402,F401  # isort: skip

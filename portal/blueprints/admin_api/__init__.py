@@ -104,3 +104,4 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise ApiRefusal(400, "payload_invalid", "Send a JSON object.")
     return body
+from portal.blueprints.admin_api import catalogue  # noqa: E402,F401
