@@ -295,7 +295,8 @@ def create_blackout(studio: Studio, draft: BlackoutDraft, *, lessons: str | None
             db.session.rollback()
             count = len(hit_ids)
             raise InvalidInput(f"This blackout hits {count} confirmed lesson{'s' if count != 1 else ''}: choose "
-                               "to keep or cancel them.", code="lessons_choice_missing", field="lessons")
+                               f"to keep or cancel {'it' if count == 1 else 'them'}.", code="lessons_choice_missing",
+                               field="lessons")
         if lessons == "cancel" and sorted(hit_ids) != sorted(previewed):
             db.session.rollback()
             raise LessonsChanged("The lessons this blackout hits changed since the preview (a lesson was booked, "

@@ -200,7 +200,7 @@ def test_a_choice_is_needed_and_a_changed_list_is_shown_again(app, admin, world,
     missing = admin.post(BLACKOUTS, data=form(admin, typed(day, "09:00", "12:00")))
     html = missing.get_data(as_text=True)
     assert missing.status_code == 422
-    assert "hits 1 confirmed lesson: choose to keep or cancel them" in html and hit_ids(html) == [lesson]
+    assert "hits 1 confirmed lesson: choose to keep or cancel it." in html and hit_ids(html) == [lesson]
     assert f'value="{day.isoformat()}T09:00"' in html  # nothing typed is lost
     # The preview showed no lesson (say, it was booked meanwhile): cancelling is refused and the list shown again.
     changed = admin.post(BLACKOUTS, data=form(admin, typed(day, "09:00", "12:00", lessons="cancel"), lessons=[]))
