@@ -260,7 +260,7 @@ class Outcome:
     created: bool
     cancelled: list[int] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
-    already: list[int] = field(default_factory=list)  # cancelled meanwhile by someone else
+    already: list[int] = field(default_factory=list)  # cancelled (or moved out) meanwhile by someone else
 
 
 def _blackout_json(blackout: Blackout, resource: Resource | None) -> dict:
@@ -322,10 +322,12 @@ def create_blackout(studio: Studio, draft: BlackoutDraft, *, lessons: str | None
 
 def _cancel_lessons(outcome: Outcome, booking_ids: list[int], *, actor: audit.Actor, now: datetime) -> None:
     blackout = outcome.blackout
-    blackout_id, reason = blackout.id, blackout.reason
+    blackout_id, reason, starts_at, ends_at = blackout.id, blackout.reason, blackout.starts_at, blackout.ends_at
     for booking_id in booking_ids:
+        db.session.expire_all()  # each lesson as it is now (another admin may have moved or cancelled it)
         booking = db.session.get(Booking, booking_id)
-        if booking is None or booking.status != BookingStatus.CONFIRMED:
+        if (booking is None or booking.status != BookingStatus.CONFIRMED
+                or not (booking.start_at < ends_at and booking.end_at > starts_at)):
             outcome.already.append(booking_id)
             continue
         try:

@@ -202,7 +202,7 @@ def _summary(outcome: schedule.Outcome) -> str:
     if outcome.kept:
         parts.append(f"Kept {lessons(len(outcome.kept))} in it as booked.")
     if outcome.already:
-        parts.append(f"{lessons(len(outcome.already))} had been cancelled already.")
+        parts.append(f"{lessons(len(outcome.already))} had been cancelled or moved out of it already.")
     return " ".join(parts)
 
 
