@@ -6,6 +6,11 @@ import re
 
 import pytest
 
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.models import Studio
+from portal.services import configuration
+from portal.services.audit import SYSTEM
 from portal.services.catalogue import MAX_PRICE_MINOR, parse_price
 from portal.services.errors import InvalidInput
 from tests.admin.catalogue_support import (
@@ -18,6 +23,7 @@ from tests.admin.catalogue_support import (
     make_paid_lesson,
     package_row,
     resource_row,
+    within,
 )
 from tests.admin.conftest import STUDIO, log_in
 from tests.payments.helpers import drain
@@ -289,7 +295,17 @@ def test_a_deactivated_resource_leaves_the_pickers_and_allowlist_not_its_lessons
 
 
 def test_the_catalogue_shows_display_settings_read_only(app, admin, world):
+    with within(app, world.a.id):
+        studio = db.session.get(Studio, world.a.id)
+        draft = configuration.create_draft(studio, {"packages": {
+            "lesson-60": {"position": 0, "featured": True}, "lesson-30": {"position": 1, "visible": False}}},
+            actor=SYSTEM, note="Feature the hour", now=utcnow())
+        configuration.publish(db.session.get(Studio, world.a.id), draft.version, actor=SYSTEM, note="", now=utcnow())
     html = admin.get(CATALOGUE).get_data(as_text=True)
-    assert "from the published configuration (version 1)" in html
-    assert html.index("30-minute lesson") < html.index("60-minute lesson")  # the configuration's order
-    assert 'id="package-table"' in html and 'id="resource-table"' in html
+    assert "from the published configuration (version 2)" in html
+    table = html[html.index('id="package-table"'):html.index('id="resources"')]
+    assert table.index("60-minute lesson") < table.index("30-minute lesson")  # the configuration's order
+    sixty, thirty = table.split('<tr id="package-')[1:3]
+    assert "featured" in sixty and "hidden" not in sixty
+    assert "hidden" in thirty and "featured" not in thirty
+    assert "<form" not in table  # read-only here
