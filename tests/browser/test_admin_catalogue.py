@@ -190,13 +190,15 @@ def test_admin_runs_the_catalogue_and_calendar(page: Page, live_app, live_server
     # --- a blackout over the piano lesson: the preview shows it, and it is cancelled with a refund
     page.get_by_role("link", name="Add or remove blackouts").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Blackouts")
+    marker = same_document(page)
+    preview = page.locator("#blackout-preview")
     page.get_by_label("Closes").select_option("piano")
     page.get_by_label(re.compile(r"^From")).fill(f"{day.isoformat()}T09:00")
+    expect(preview).to_contain_text("Pick when the blackout ends.")  # the preview follows the form as it is filled
     page.get_by_label(re.compile(r"^Until")).fill(f"{day.isoformat()}T12:00")
+    expect(preview.locator(f"#hit-{lesson_id}")).to_be_visible()
     page.get_by_label(re.compile(r"^Reason")).fill("Piano tuning")
-    marker = same_document(page)
     page.get_by_role("button", name="Preview the lessons it hits").click()
-    preview = page.locator("#blackout-preview")
     expect(preview.locator(f"#hit-{lesson_id}")).to_contain_text("Sam Student")
     expect(preview.locator(f"#hit-{lesson_id}")).to_contain_text(formatting.when(lesson_start, tz, "en_US"))
     expect(preview).to_contain_text("1 confirmed lesson falls in it")
