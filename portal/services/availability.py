@@ -27,11 +27,16 @@ def find_offer(package_slug: str, resource_slug: str) -> Offer:
     package = db.session.scalar(select(Package).where(Package.slug == package_slug, Package.active.is_(True)))
     if package is None:
         raise NotFound("No such lesson package at this studio.", code="package_not_found", field="package")
+    return Offer(package, find_resource(resource_slug))
+
+
+def find_resource(resource_slug: str) -> Resource:
+    """An active resource of the studio in scope, by slug (404 otherwise)."""
     resource = db.session.scalar(select(Resource).where(Resource.slug == resource_slug, Resource.active.is_(True)))
     if resource is None:
         raise NotFound("No such room, instrument or teacher at this studio.", code="resource_not_found",
                        field="resource")
-    return Offer(package, resource)
+    return resource
 
 
 def booking_window(studio: Studio, now: datetime) -> tuple[date, date]:

@@ -27,7 +27,8 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
     decision = reschedule_decision(booking, now)
     if not decision.allowed:
         raise PolicyRefusal(decision.reason)
-    offer = availability.find_offer(booking.package.slug, resource_slug or "")
+    # The lesson keeps its package, even one the studio has stopped selling; only the resource is new.
+    offer = availability.Offer(booking.package, availability.find_resource(resource_slug or ""))
     return _move(studio, booking, offer, parse_start(start_raw), actor=Actor.of(actor), now=now,
                  note="Moved by the student.")
 

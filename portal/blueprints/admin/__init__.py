@@ -83,10 +83,14 @@ def stop_preview():
                     else url_for("admin.dashboard"), code=303)
 
 
-from portal.blueprints.admin import home  # noqa: E402,F401  (the modules register their routes on `bp`)
-
-# isort: split
-from portal.blueprints.admin import bookings  # noqa: E402,F401
-
-# isort: split
-from portal.blueprints.admin import team  # noqa: E402,F401
+# The modules register their routes on `bp`.
+from portal.blueprints.admin import (  # noqa: E402,F401
+    api_keys,
+    audit,
+    bookings,
+    calendar,
+    catalogue,
+    configuration,
+    home,
+    team,
+)

@@ -106,4 +106,5 @@ def json_body() -> dict:
     return body
 
 
-from portal.blueprints.admin_api import bookings  # noqa: E402,F401
+# The modules register their routes on `bp`.
+from portal.blueprints.admin_api import audit, bookings, catalogue, configuration  # noqa: E402,F401
