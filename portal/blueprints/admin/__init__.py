@@ -84,3 +84,7 @@ def stop_preview():
 
 
 from portal.blueprints.admin import home  # noqa: E402,F401  (the modules register their routes on `bp`)
+
+from portal.blueprints.admin import configuration  # noqa: E402,F401  # isort: skip
+from portal.blueprints.admin import api_keys  # noqa: E402,F401  # isort: skip
+from portal.blueprints.admin import audit  # noqa: E402,F401  # isort: skip
