@@ -62,6 +62,8 @@ def authenticate(token: str, *, now: datetime) -> ApiKey | None:
 
 
 def get(studio: Studio, key_id: int) -> ApiKey:
+    if not 0 < key_id < 2**31:
+        raise NotFound("No such API key.")
     key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.studio_id == studio.id))
     if key is None:
         raise NotFound("No such API key.")

@@ -160,3 +160,17 @@ def test_admin_api_needs_this_studios_admin_or_a_key_with_the_scope(app, world, 
     assert (after[1], after[2], after[4]) == (before[1], before[2], before[4])  # keys were made here, nothing else
     allowed = call(app.test_client(), bearer(make_api_key([needed], name="right key")))
     assert allowed.status_code in (200, 201), allowed.get_json()
+
+
+@pytest.mark.parametrize("number", ["2147483648", "9223372036854775808", "1" + "0" * 40])
+def test_numbers_too_large_to_be_an_id_are_not_found(app, admin, world, make_api_key, number):
+    key = bearer(make_api_key(["config:read", "config:publish"]))
+    client = app.test_client()
+    for response in (admin.get(f"{STUDIO}/admin/configuration/versions/{number}"),
+                     admin.get(f"{STUDIO}/admin/configuration/proposals/{number}"),
+                     admin.get(f"{STUDIO}/admin/api-keys/{number}/revoke"),
+                     client.get(f"{STUDIO}/theme/{number}.css"),
+                     client.get(f"{STUDIO}/api/admin/config/versions/{number}", headers=key),
+                     client.post(f"{STUDIO}/api/admin/config/versions/{number}/rollback", headers=key),
+                     client.get(f"{STUDIO}/api/admin/config/proposals/{number}", headers=key)):
+        assert response.status_code == 404, response.request.path

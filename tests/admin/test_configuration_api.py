@@ -99,7 +99,8 @@ def test_the_diff(app, world, key):
                                {"path": "policy.late_cancel_fee_percent", "before": 50, "after": 25}]
     assert client.get(f"{API}/config/diff?from={draft}&to=1", headers=key).get_json()["changes"][0] == {
         "path": "branding.font", "before": "mono", "after": "system"}
-    for bad in ("", "?from=1", "?from=a&to=2", "?from=-1&to=2", "?from=0&to=1", f"?from=1&to={10**20}"):
+    for bad in ("", "?from=1", "?from=a&to=2", "?from=-1&to=2", "?from=0&to=1", f"?from=1&to={10**20}",
+                "?from=%C2%B2&to=1", f"?from=1&to={'9' * 5000}"):
         answer = client.get(f"{API}/config/diff{bad}", headers=key)
         assert answer.status_code == 422 and answer.get_json()["error"] == "parameter_invalid", bad
     assert client.get(f"{API}/config/diff?from=1&to=42", headers=key).status_code == 404
@@ -168,7 +169,8 @@ def test_the_audit_log_newest_first_with_filters_and_a_cursor(app, world, key):
     assert client.get(f"{API}/audit?from={today}&to={today}", headers=key).get_json()["entries"]
     tomorrow = today + timedelta(days=1)
     assert client.get(f"{API}/audit?from={tomorrow}", headers=key).get_json()["entries"] == []
-    for bad in ("?from=yesterday", f"?from={tomorrow}&to={today}", "?limit=0", "?limit=500", "?cursor=x"):
+    for bad in ("?from=yesterday", f"?from={tomorrow}&to={today}", "?limit=0", "?limit=500", "?cursor=x",
+                "?cursor=%C2%B2", f"?cursor={'9' * 5000}", "?limit=%D9%A3"):
         answer = client.get(f"{API}/audit{bad}", headers=key)
         assert answer.status_code == 422, bad
     other = client.get("/s/north-strings/api/admin/audit", headers=key)

@@ -108,3 +108,5 @@ def test_pages_of_fifty_newest_first_keeping_the_filters(app, admin, world):
     assert re.findall(r"“entry (\d\d)”", second) == [f"{i:02d}" for i in range(9, -1, -1)]
     assert "someone else" not in first + second
     assert "Page 2 of 2" in admin.get(f"{AUDIT}?page=99&actor=system").get_data(as_text=True)
+    for odd in ("%C2%B2", "9" * 5000, "-3", "x"):
+        assert "Page 1 of 2" in admin.get(f"{AUDIT}?page={odd}&actor=system").get_data(as_text=True), odd

@@ -24,7 +24,7 @@ from tests.admin.configuration_helpers import (
     studio_scope,
     version_rows,
 )
-from tests.admin.conftest import STUDIO, log_in
+from tests.admin.conftest import STUDIO, bearer, log_in
 
 CONFIG = f"{STUDIO}/admin/configuration"
 
@@ -193,7 +193,8 @@ def test_the_diff_page_names_each_changed_field(app, admin, world):
     assert row.index("#c8553d") < row.index("#000000")
     same = _html(admin.get(f"{CONFIG}/diff?from=1&to=1"))
     assert "These versions are the same." in same
-    assert admin.get(f"{CONFIG}/diff?from=one&to=2").status_code == 422
+    for bad in ("one", "%C2%B2", "9" * 5000, "-1", "0"):
+        assert admin.get(f"{CONFIG}/diff?from={bad}&to=2").status_code == 422, bad
     assert admin.get(f"{CONFIG}/diff?from=1&to=99").status_code == 404
 
 
@@ -278,3 +279,27 @@ def test_rejecting_a_proposal(app, admin, world):
     assert version_rows(app, world.a.id) == {1: "published"}
     html = _html(admin.get(f"{CONFIG}/proposals/{proposal}"))
     assert "rejected" in html and "Too dark" in html and 'id="approve"' not in html
+
+
+def test_a_keys_proposal_is_approved_by_an_admin_on_the_page(app, admin, world, make_api_key):
+    token = make_api_key(["config:propose"], name="assistant")
+    answer = app.test_client().post(f"{STUDIO}/api/admin/config/proposals", headers=bearer(token),
+                                    json={"config": {"branding": {"font": "rounded"}}, "note": "Friendlier"})
+    proposal = answer.get_json()["proposal"]
+    landing = _html(admin.get(CONFIG))
+    assert f"{CONFIG}/proposals/{proposal}" in landing and "assistant (key #1)" in landing
+    response = post_action(admin, f"/configuration/proposals/{proposal}/approve", note="Yes", then="publish")
+    assert response.status_code == 303
+    version, document = published(app, world.a.id)
+    assert (version, document["branding"]["font"]) == (2, "rounded")
+
+
+def test_platform_staff_see_the_pages_without_their_forms(app, world):
+    draft = new_draft(app, world.a.id, {"branding": {"font": "serif"}})
+    ops = app.test_client()
+    log_in(ops, "ops@example.com")
+    page = _html(ops.get(f"{CONFIG}/versions/{draft}"))
+    assert "nothing can be changed here" in page and 'id="publish"' not in page and 'id="discard"' not in page
+    assert 'id="rollback"' not in _html(ops.get(f"{CONFIG}/versions/1"))
+    assert 'name="then"' not in _html(ops.get(f"{CONFIG}/edit"))
+    assert "Create key" not in _html(ops.get(f"{STUDIO}/admin/api-keys"))

@@ -22,7 +22,7 @@ NUMBERS = {
     "booking": ("min_notice_minutes", "buffer_minutes", "hold_minutes", "horizon_days"),
     "policy": ("reschedule_lead_hours", "max_reschedules", "cancel_window_hours", "late_cancel_fee_percent"),
 }
-_WHOLE = re.compile(r"-?\d{1,9}")
+_WHOLE = re.compile(r"-?[0-9]{1,9}")
 FONT_LABELS = {"system": "System (the device's own)", "humanist": "Humanist sans", "serif": "Serif",
                "rounded": "Rounded", "mono": "Monospace"}
 

@@ -2,6 +2,8 @@
 publish, field-level diffs, rollback and proposals (`/s/<studio>/admin/configuration…`)."""
 from __future__ import annotations
 
+import re
+
 from flask import flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
@@ -15,6 +17,7 @@ from portal.services.configuration import display, proposals, schema
 from portal.services.errors import Conflict, InvalidInput
 
 NOTE_MISSING = "Write a note saying why: it goes in the audit log."
+VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def _packages() -> list[Package]:
@@ -83,7 +86,7 @@ def configuration_diff():
         raw = (request.args.get(name) or "").strip()
         if not raw:
             return default
-        if not raw.isdigit():
+        if not VERSION_NUMBER.fullmatch(raw):
             raise InvalidInput(f"`{name}` must be a version number.", code="parameter_invalid", field=name)
         if int(raw) not in numbers:
             raise config.NotFound(f"This studio has no configuration version {int(raw)}.")

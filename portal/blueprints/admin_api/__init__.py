@@ -106,5 +106,6 @@ def json_body() -> dict:
         raise ApiRefusal(400, "payload_invalid", "Send a JSON object.")
     return body
 
+
 from portal.blueprints.admin_api import configuration  # noqa: E402,F401  # isort: skip
 from portal.blueprints.admin_api import audit  # noqa: E402,F401  # isort: skip

@@ -2,6 +2,8 @@
 `entity`, studio-local `from`/`to` dates), paginated with a cursor (`?cursor=<next>`; `limit` up to 200)."""
 from __future__ import annotations
 
+import re
+
 from flask import g, jsonify, request
 
 from portal.blueprints.admin_api import ApiRefusal, bp, scope
@@ -13,9 +15,9 @@ from portal.services import audit_log
 def audit():
     filters = audit_log.filters_from(request.args)
     cursor, limit = request.args.get("cursor", ""), request.args.get("limit", "")
-    if cursor and not (cursor.isdigit() and int(cursor) < 2**63):
+    if cursor and not re.fullmatch(r"[1-9][0-9]{0,17}", cursor):
         raise ApiRefusal(422, "parameter_invalid", "`cursor` must be the `next` value of a previous page.")
-    if limit and not (limit.isdigit() and 1 <= int(limit) <= audit_log.MAX_LIMIT):
+    if limit and not (re.fullmatch(r"[0-9]{1,3}", limit) and 1 <= int(limit) <= audit_log.MAX_LIMIT):
         raise ApiRefusal(422, "parameter_invalid", f"`limit` must be between 1 and {audit_log.MAX_LIMIT}.")
     entries, after = audit_log.after_cursor(g.studio, filters, int(cursor) if cursor else None,
                                             int(limit) if limit else audit_log.PER_PAGE)

@@ -2,6 +2,8 @@
 proposals. Reads need `config:read`, drafts, publishing and rollback `config:publish`, proposals `config:propose`."""
 from __future__ import annotations
 
+import re
+
 from flask import g, jsonify, request
 
 from portal.blueprints.admin_api import ApiRefusal, actor, bp, json_body, scope
@@ -91,7 +93,7 @@ def config_diff():
     numbers = {}
     for name in ("from", "to"):
         raw = (request.args.get(name) or "").strip()
-        if not raw.isdigit() or not 0 < int(raw) < 2**31:
+        if not re.fullmatch(r"[1-9][0-9]{0,8}", raw):
             raise ApiRefusal(422, "parameter_invalid", f"`{name}` must be a version number (?from=1&to=2).")
         numbers[name] = int(raw)
     changes = config.diff(g.studio, numbers["from"], numbers["to"])

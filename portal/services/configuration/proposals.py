@@ -16,7 +16,7 @@ from portal.extensions import db
 from portal.models import ConfigProposal, ProposalState, Studio
 from portal.services import audit
 from portal.services.configuration import schema
-from portal.services.configuration.versions import add_draft, audit_refusal, document_of, publish_within
+from portal.services.configuration.versions import LARGEST_ID, add_draft, audit_refusal, document_of, publish_within
 from portal.services.errors import Conflict, NotFound
 from portal.services.states import config_proposal as proposal_states
 
@@ -40,6 +40,8 @@ def propose(studio: Studio, changes: dict, *, actor: audit.Actor, api_key_id: in
 
 
 def get(studio: Studio, proposal_id: int) -> ConfigProposal:
+    if not 0 < proposal_id <= LARGEST_ID:
+        raise NotFound("No such proposal.")
     proposal = db.session.scalar(select(ConfigProposal).where(ConfigProposal.id == proposal_id,
                                                               ConfigProposal.studio_id == studio.id))
     if proposal is None:

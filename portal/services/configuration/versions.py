@@ -95,6 +95,8 @@ def _cache() -> _Cache:
 def document_of(studio: Studio, version: int | None = None) -> dict:
     """A version's document (default: the published one). Treat it as read-only: it may be shared."""
     version = version or studio.config_version
+    if not 0 < version <= LARGEST_ID:
+        raise NotFound(f"This studio has no configuration version {version}.")
     key = (studio.id, version)
     cache = _cache()
     found = cache.get(key)
@@ -110,7 +112,13 @@ def document_of(studio: Studio, version: int | None = None) -> dict:
     return found
 
 
+#: Row ids and version numbers are 32-bit integers: anything larger names nothing (and must not reach a query).
+LARGEST_ID = 2**31 - 1
+
+
 def get_version(studio: Studio, version: int) -> ConfigVersion:
+    if not 0 < version <= LARGEST_ID:
+        raise NotFound(f"No configuration version {version}.")
     row = db.session.scalar(select(ConfigVersion).where(ConfigVersion.studio_id == studio.id,
                                                         ConfigVersion.version == version))
     if row is None:
