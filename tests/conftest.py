@@ -149,12 +149,6 @@ def empty_tables(app) -> None:
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
-    # Published configuration documents are cached per process by (studio id, version); ids restart with the
-    # tables, so the next test's studio 1 must not be handed this test's document.
-    import importlib
-
-    versions = importlib.import_module("portal.services.configuration.versions")
-    versions._published = versions._Cache()
 
 
 @pytest.fixture(params=["sqlite"])

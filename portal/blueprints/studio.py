@@ -16,6 +16,7 @@ from portal.payments import PaymentProviderError, get_provider
 from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, receipts
 from portal.services.audit import Actor
 from portal.services.configuration import display
+from portal.services.configuration.theme import etag as theme_etag
 from portal.services.configuration.theme import stylesheet as theme_css
 from portal.services.errors import DomainError, InvalidInput, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
@@ -45,18 +46,17 @@ def theme(version: int):
     never changes, so its stylesheet is cached for a year under its versioned URL; a draft's is for the studio's
     admins only and never cached, so a preview cannot leak into a shared cache."""
     row = configuration.get_version(g.studio, version)
-    if row.state == ConfigState.DRAFT:
-        if not (current_user.is_authenticated and current_user.has_role(g.studio.id, Role.ADMIN)):
-            abort(404, "No such stylesheet.")
-        cache_control = "private, no-store"
-    else:
-        cache_control = "public, max-age=31536000, immutable"
-    response = Response(theme_css(configuration.document_of(g.studio, version)), mimetype="text/css")
-    response.headers["Cache-Control"] = cache_control
-    if row.state != ConfigState.DRAFT:
-        response.set_etag(f"theme-{g.studio.id}-{version}")
-        response.make_conditional(request)
-    return response
+    draft = row.state == ConfigState.DRAFT
+    if draft and not (current_user.is_authenticated and current_user.has_role(g.studio.id, Role.ADMIN)):
+        abort(404, "No such stylesheet.")
+    css = theme_css(row.document if draft else configuration.document_of(g.studio, version))
+    response = Response(css, mimetype="text/css")
+    if draft:
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.set_etag(theme_etag(css))
+    return response.make_conditional(request)
 
 
 def picker_context(package: Package, resource_slug: str | None, date_raw: str | None, *,

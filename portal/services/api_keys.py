@@ -30,8 +30,8 @@ def _digest(secret: str) -> str:
 def create(studio: Studio, *, name: str, scopes: list[str], actor: audit.Actor, now: datetime) -> tuple[ApiKey, str]:
     """A new key and its full secret (shown to the admin once, never again)."""
     name = (name or "").strip()
-    if not name or len(name) > 80:
-        raise InvalidInput("Give the key a name of up to 80 characters.", field="name")
+    if not name or len(name) > 80 or not name.isprintable():
+        raise InvalidInput("Give the key a name: one line of up to 80 characters.", field="name")
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
         raise InvalidInput("Choose at least one scope: " + ", ".join(SCOPES) + ".", field="scopes")
@@ -61,15 +61,29 @@ def authenticate(token: str, *, now: datetime) -> ApiKey | None:
     return key
 
 
-def revoke(studio: Studio, key_id: int, *, actor: audit.Actor, now: datetime) -> None:
+def get(studio: Studio, key_id: int) -> ApiKey:
+    if not 0 < key_id < 2**31:
+        raise NotFound("No such API key.")
     key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.studio_id == studio.id))
     if key is None:
         raise NotFound("No such API key.")
-    if key.revoked_at is None:
-        key.revoked_at = now
-        audit.record(actor=actor, action="api_key.revoke", target_type="api key", target_id=key.id,
-                     studio_id=studio.id, now=now, before={"name": key.name, "scopes": key.scopes})
-        db.session.commit()
+    return key
+
+
+def revoke(studio: Studio, key_id: int, *, actor: audit.Actor, now: datetime, note: str = "") -> bool:
+    """Revoke a key for good (its next request gets 401). False when it was already revoked (nothing changes)."""
+    key = get(studio, key_id)
+    changed = db.session.execute(update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None))
+                                 .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    if changed != 1:
+        db.session.rollback()
+        return False
+    audit.record(actor=actor, action="api_key.revoke", target_type="api key", target_id=key.id,
+                 studio_id=studio.id, now=now, note=note[:2000],
+                 before={"name": key.name, "prefix": key.prefix, "scopes": key.scopes, "revoked": False},
+                 after={"revoked": True})
+    db.session.commit()
+    return True
 
 
 def of_studio(studio: Studio) -> list[ApiKey]:

@@ -52,7 +52,8 @@ def _key_limit() -> str:
     return current_app.config.get("API_KEY_RATE_LIMIT", "120 per minute")
 
 
-limiter.limit(_key_limit, key_func=_key_prefix)(bp)
+# One budget per key for the whole API (not one per endpoint).
+limiter.shared_limit(_key_limit, scope="admin-api", key_func=_key_prefix)(bp)
 
 
 @bp.before_request

@@ -7,6 +7,7 @@ from portal.services.configuration.versions import (
     discard,
     document_of,
     get_version,
+    open_drafts,
     publish,
     rollback,
     start,
@@ -16,4 +17,4 @@ from portal.services.configuration.versions import (
 from portal.services.errors import NotFound
 
 __all__ = ["FONTS", "InvalidConfig", "NotFound", "create_draft", "diff", "discard", "document_of", "get_version",
-           "publish", "rollback", "start", "update_draft", "versions"]
+           "open_drafts", "publish", "rollback", "start", "update_draft", "versions"]

@@ -33,45 +33,61 @@ FONTS = {
     "rounded": 'ui-rounded, "Hiragino Maru Gothic ProN", Quicksand, Comfortaa, Manjari, sans-serif',
     "mono": 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", monospace',
 }
-#: Checkout Sessions expire between 30 minutes and 24 hours after creation (Stripe's limits); a hold lasts as long.
-HOLD_MINUTES = (30, 24 * 60)
+#: Checkout Sessions expire between 30 minutes and 24 hours after creation (Stripe's limits). A hold lasts as long as
+#: its session, which the portal opens one minute longer than the hold (`checkout.hold_expiry`), so a hold may last
+#: up to 24 hours less that minute.
+HOLD_MINUTES = (30, 24 * 60 - 1)
 SLOT_STEPS = (5, 10, 15, 20, 30, 60)
+DISPLAY_NAME_MAX, WELCOME_MAX, LOGO_URL_MAX = 80, 1000, 500
 
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# `fullmatch`, not `match` with `$`: `$` also matches before a trailing newline, which would let "#aabbcc\n" through.
+HEX = re.compile(r"#[0-9a-fA-F]{6}")
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: none belongs in one line of
+# text (an email subject, a page title), and none is needed in a paragraph (line breaks are \n).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _URL_FORBIDDEN = re.compile(r"[\s\"'()<>\\`{};]")
 
 
 def _color(value: str) -> str:
-    if not _HEX.match(value):
+    if not HEX.fullmatch(value):
         raise ValueError("must be a colour written #rrggbb, like #3b2f5c")
     return value.lower()
 
 
-def _line(value: str) -> str:
+def _display_name(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must be one line of text, without control characters")
-    return value.strip()
+    value = value.strip()
+    if not value:
+        raise ValueError("is required")
+    if len(value) > DISPLAY_NAME_MAX:
+        raise ValueError(f"must be at most {DISPLAY_NAME_MAX} characters")
+    return value
 
 
 def _paragraphs(value: str) -> str:
-    if _CONTROL.search(value.replace("\n", "").replace("\r", "")):
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL.search(value.replace("\n", "")):
         raise ValueError("must be plain text, without control characters")
-    return value.replace("\r\n", "\n").strip()
+    value = value.strip()
+    if len(value) > WELCOME_MAX:
+        raise ValueError(f"must be at most {WELCOME_MAX} characters")
+    return value
 
 
 def _logo_url(value: str) -> str:
     value = value.strip()
     if not value:
         return ""
+    if _CONTROL.search(value) or _URL_FORBIDDEN.search(value) or len(value) > LOGO_URL_MAX:
+        raise ValueError("must be an https:// address of an image, without spaces, quotes or brackets")
     parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.netloc or _URL_FORBIDDEN.search(value) or len(value) > 500:
+    if parts.scheme != "https" or not parts.netloc:
         raise ValueError("must be an https:// address of an image, without spaces, quotes or brackets")
     return value
 
 
 Color = Annotated[StrictStr, AfterValidator(_color)]
-Line = Annotated[StrictStr, AfterValidator(_line)]
 
 
 class _Section(BaseModel):
@@ -79,12 +95,12 @@ class _Section(BaseModel):
 
 
 class Branding(_Section):
-    display_name: Annotated[Line, Field(min_length=1, max_length=80)]
+    display_name: Annotated[StrictStr, AfterValidator(_display_name)]
     primary_color: Color
     accent_color: Color
     logo_url: Annotated[StrictStr, AfterValidator(_logo_url)] = ""
     font: Literal[tuple(FONTS)] = "system"  # type: ignore[valid-type]
-    welcome_text: Annotated[StrictStr, Field(max_length=1000), AfterValidator(_paragraphs)] = ""
+    welcome_text: Annotated[StrictStr, AfterValidator(_paragraphs)] = ""
 
 
 class BookingRules(_Section):
@@ -128,14 +144,30 @@ def _path(location: tuple) -> str:
     return ".".join(str(part) for part in location if part not in ("function-after", "[key]")) or "config"
 
 
+_MESSAGES = {
+    "extra_forbidden": "is not a setting",
+    "missing": "is required",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "bool_type": "must be true or false",
+    "dict_type": "must be an object of settings",
+    "model_type": "must be an object of settings",
+}
+
+
 def _why(error: dict) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "is not a setting"
-    if kind == "missing":
-        return "is required"
+    kind, context = error["type"], error.get("ctx") or {}
     if error["loc"] and error["loc"][-1] == "[key]":
         return "is not a package slug (lower-case letters, digits and dashes)"
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "greater_than_equal":
+        return f"must be at least {context['ge']}"
+    if kind == "less_than_equal":
+        return f"must be at most {context['le']}"
+    if kind == "literal_error":
+        return "must be one of " + context.get("expected", "the choices offered").replace("'", "")
     message = error["msg"]
     return message.removeprefix("Value error, ").removeprefix("value error, ")
 
@@ -166,11 +198,11 @@ def merge(base: dict, changes: Any) -> dict:
 
 
 def flatten(document: dict, prefix: str = "") -> dict[str, Any]:
-    """`{"branding": {"font": "serif"}}` → `{"branding.font": "serif"}`."""
+    """`{"branding": {"font": "serif"}}` → `{"branding.font": "serif"}`. An empty section has no fields."""
     flat: dict[str, Any] = {}
     for key, value in document.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             flat.update(flatten(value, path + "."))
         else:
             flat[path] = value

@@ -1,14 +1,19 @@
 """The stylesheet a configuration version gives a studio's pages: CSS custom properties, nothing else.
 
 Only validated values reach it (`schema`): colours are `#rrggbb`, the font is one of the fixed stacks of
-`schema.FONTS`. The text colour on the primary and accent colours is chosen for contrast (WCAG relative
-luminance), so a light brand colour still gets readable buttons.
+`schema.FONTS`. Each value is checked again here, as it is written, so even a document that bypassed validation
+cannot put anything else in a stylesheet (a value that fails falls back to the default). The text colour on the
+primary and accent colours is chosen for contrast (WCAG relative luminance), so a light brand colour still gets
+readable buttons.
 """
 from __future__ import annotations
 
-from portal.services.configuration.schema import FONTS
+import hashlib
+
+from portal.services.configuration.schema import FONTS, HEX
 
 DARK_INK, LIGHT_INK = "#111111", "#ffffff"
+DEFAULTS = {"primary_color": "#4b3fa7", "accent_color": "#c8553d", "font": "system"}
 
 
 def _luminance(color: str) -> float:
@@ -28,11 +33,24 @@ def ink_on(color: str) -> str:
     return LIGHT_INK if white >= black else DARK_INK
 
 
+def _color(branding: dict, name: str) -> str:
+    value = branding.get(name)
+    return value.lower() if isinstance(value, str) and HEX.fullmatch(value) else DEFAULTS[name]
+
+
 def stylesheet(document: dict) -> str:
-    branding = document["branding"]
-    primary, accent = branding["primary_color"], branding["accent_color"]
+    branding = document.get("branding") or {}
+    primary, accent = _color(branding, "primary_color"), _color(branding, "accent_color")
+    font = branding.get("font")
+    stack = FONTS[font] if isinstance(font, str) and font in FONTS else FONTS[DEFAULTS["font"]]
     return (":root {\n"
             f"  --brand: {primary};\n  --brand-ink: {ink_on(primary)};\n"
             f"  --accent: {accent};\n  --accent-ink: {ink_on(accent)};\n"
-            f"  --brand-font: {FONTS[branding['font']]};\n"
+            f"  --brand-font: {stack};\n"
             "}\n")
+
+
+def etag(css: str) -> str:
+    """The stylesheet's entity tag: a digest of its text, so the same version's stylesheet keeps its tag on every
+    worker and a changed rendering gets a new one."""
+    return "theme-" + hashlib.sha256(css.encode()).hexdigest()[:20]

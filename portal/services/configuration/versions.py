@@ -6,7 +6,8 @@ is refused rather than silently undoing it), the old version is archived, the dr
 booking rules and policy are written onto the studio row, where every request reads them.
 
 The published document of a studio is cached in each process by `(studio id, version)`: a request reads the
-studio row anyway, so a publish is seen by every worker on its next request, with no invalidation messages.
+studio row anyway, so a publish is seen by every worker on its next request, with no invalidation messages. The
+cache belongs to the app (one per database), so two apps in one process never see each other's documents.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -83,14 +85,21 @@ class _Cache:
                 self._items.popitem(last=False)
 
 
-_published = _Cache()
+def _cache() -> _Cache:
+    cache = current_app.extensions.get("configuration_documents")
+    if cache is None:
+        cache = current_app.extensions.setdefault("configuration_documents", _Cache())
+    return cache
 
 
 def document_of(studio: Studio, version: int | None = None) -> dict:
     """A version's document (default: the published one). Treat it as read-only: it may be shared."""
     version = version or studio.config_version
+    if not 0 < version <= LARGEST_ID:
+        raise NotFound(f"This studio has no configuration version {version}.")
     key = (studio.id, version)
-    found = _published.get(key)
+    cache = _cache()
+    found = cache.get(key)
     if found is None:
         with tenancy.scoped(studio.id):
             row = db.session.execute(select(ConfigVersion.document, ConfigVersion.state).where(
@@ -99,11 +108,17 @@ def document_of(studio: Studio, version: int | None = None) -> dict:
             raise NotFound(f"This studio has no configuration version {version}.")
         found = row.document
         if row.state != ConfigState.DRAFT:  # drafts are cached by nobody: they are only previewed
-            _published.put(key, found)
+            cache.put(key, found)
     return found
 
 
+#: Row ids and version numbers are 32-bit integers: anything larger names nothing (and must not reach a query).
+LARGEST_ID = 2**31 - 1
+
+
 def get_version(studio: Studio, version: int) -> ConfigVersion:
+    if not 0 < version <= LARGEST_ID:
+        raise NotFound(f"No configuration version {version}.")
     row = db.session.scalar(select(ConfigVersion).where(ConfigVersion.studio_id == studio.id,
                                                         ConfigVersion.version == version))
     if row is None:
@@ -117,7 +132,14 @@ def versions(studio: Studio) -> list[ConfigVersion]:
 
 
 def diff(studio: Studio, before: int, after: int) -> list[dict]:
+    """Field-level changes from version `before` to version `after` (`NotFound` for an unknown version)."""
     return schema.diff(document_of(studio, before) if before else {}, document_of(studio, after))
+
+
+def open_drafts(studio: Studio) -> list[ConfigVersion]:
+    return db.session.scalars(select(ConfigVersion).where(ConfigVersion.studio_id == studio.id,
+                                                          ConfigVersion.state == ConfigState.DRAFT)
+                              .order_by(ConfigVersion.version.desc())).all()
 
 
 # --- changing -------------------------------------------------------------------------------------------------
@@ -137,12 +159,11 @@ def add_draft(studio: Studio, document: dict, *, base_version: int, actor: audit
                               document=document, base_version=base_version, author_kind=actor.kind,
                               author_id=actor.user_id, author_label=actor.label, note=note[:2000], created_at=now,
                               updated_at=now)
-        db.session.add(draft)
         try:
             with db.session.begin_nested():
+                db.session.add(draft)  # rolled back with the savepoint (and out of the session) if the number is taken
                 db.session.flush()
         except IntegrityError:
-            db.session.expunge(draft)
             continue
         audit.record(actor=actor, action="config.draft", target_type="configuration version",
                      target_id=draft.id, studio_id=studio.id, now=now, note=note,
@@ -165,7 +186,8 @@ def create_draft(studio: Studio, changes: dict, *, actor: audit.Actor, note: str
 
 def update_draft(studio: Studio, version: int, changes: dict, *, actor: audit.Actor, note: str,
                  now: datetime) -> ConfigVersion:
-    """Change a draft in place (the admin's forms save into one draft until it is published)."""
+    """Change a draft in place (the admin's forms save into one draft until it is published); `Conflict` when it
+    is not a draft (any more), `schema.InvalidConfig` when the result does not validate."""
     draft = get_version(studio, version)
     if draft.state != ConfigState.DRAFT:
         raise Conflict(f"Version {version} is {draft.state.value}; only a draft can be changed.")
@@ -173,7 +195,8 @@ def update_draft(studio: Studio, version: int, changes: dict, *, actor: audit.Ac
     document = schema.validate(schema.merge(before, changes))
     changed = db.session.execute(update(ConfigVersion).where(
         ConfigVersion.id == draft.id, ConfigVersion.state == ConfigState.DRAFT)
-        .values(document=document, updated_at=now, note=note[:2000] or draft.note)).rowcount
+        .values(document=document, updated_at=now, note=note[:2000] or draft.note)
+        .execution_options(synchronize_session=False)).rowcount
     if changed != 1:
         db.session.rollback()
         raise Conflict("This draft was published or discarded meanwhile.")
@@ -201,55 +224,87 @@ def _project(studio_id: int, document: dict, *, version: int, expected: int | No
     ).rowcount == 1
 
 
+def publish_within(studio_id: int, draft: ConfigVersion, *, actor: audit.Actor, note: str,
+                   now: datetime) -> None:
+    """Publish `draft` inside the caller's transaction (the caller commits, or rolls back on `Conflict`).
+
+    The studio row moves from the draft's base version to the draft with a conditional update: of two publishes
+    at the same moment the second waits for the first and then finds the base gone (409), and a draft made before
+    another publish can never silently undo it. The draft itself must be unchanged since it was read, so what is
+    written onto the studio row is what becomes the published document.
+    """
+    version, base = draft.version, draft.base_version
+    if draft.state != ConfigState.DRAFT:
+        raise Conflict(f"Version {version} is {draft.state.value}: only a draft can be published, and only once.")
+    if base is None or not _project(studio_id, draft.document, version=version, expected=base):
+        current = db.session.scalar(select(Studio.config_version).where(Studio.id == studio_id))
+        if current == version:
+            raise Conflict(f"Version {version} was published a moment ago: a draft is published only once.")
+        raise Conflict(f"Version {current} was published after this draft was made from version {base}. "
+                       "Make a new draft from the published configuration, or roll back to this one.")
+    previous = db.session.scalar(select(ConfigVersion.id).where(
+        ConfigVersion.studio_id == studio_id, ConfigVersion.version == base))
+    version_states.MACHINE.apply(previous, "retire", now=now)
+    version_states.MACHINE.apply(draft.id, "publish", now=now, actor=actor, note=note,
+                                 values={"published_at": now}, where=(ConfigVersion.updated_at == draft.updated_at,),
+                                 before={"version": base}, after={"version": version},
+                                 stale="This draft was changed while it was being published. Review it and publish "
+                                       "again.")
+
+
+def audit_refusal(studio_id: int, *, action: str, target_id: int | None, actor: audit.Actor, note: str,
+                  now: datetime, before: dict, after: dict) -> None:
+    """Undo the refused change and audit the attempt on its own."""
+    db.session.rollback()
+    audit.record(actor=actor, action=action, target_type="configuration version", target_id=target_id,
+                 studio_id=studio_id, now=now, note=note, before=before, after=after)
+    db.session.commit()
+
+
 def publish(studio: Studio, version: int, *, actor: audit.Actor, note: str, now: datetime) -> ConfigVersion:
-    """Publish draft `version` atomically. `Conflict` (409) when it is not a draft, or when the published version
-    moved since the draft was made; the refused attempt is audited too."""
+    """Publish draft `version` atomically. `Conflict` (409) when it is not a draft (a draft is published once), or
+    when the published version moved since the draft was made; the refused attempt is audited too."""
     studio_id = studio.id
     draft = get_version(studio, version)
-    draft_id, base, document = draft.id, draft.base_version, draft.document
+    draft_id, base = draft.id, draft.base_version
     try:
-        if draft.state != ConfigState.DRAFT:
-            raise Conflict(f"Version {version} is {draft.state.value}, so it cannot be published.")
-        if not _project(studio_id, document, version=version, expected=base):
-            current = db.session.scalar(select(Studio.config_version).where(Studio.id == studio_id))
-            raise Conflict(f"Version {current} was published after this draft was made from version {base}. "
-                           "Make a new draft from the published configuration, or roll back to this one.")
-        if base:
-            previous = db.session.scalar(select(ConfigVersion.id).where(
-                ConfigVersion.studio_id == studio_id, ConfigVersion.version == base))
-            version_states.MACHINE.apply(previous, "retire", now=now)
-        version_states.MACHINE.apply(draft_id, "publish", now=now, actor=actor, note=note,
-                                     values={"published_at": now}, before={"version": base},
-                                     after={"version": version})
+        publish_within(studio_id, draft, actor=actor, note=note, now=now)
         db.session.commit()
     except Conflict as refused:
-        db.session.rollback()
-        audit.record(actor=actor, action="config.publish_refused", target_type="configuration version",
-                     target_id=draft_id, studio_id=studio_id, now=now, note=note,
-                     before={"version": base}, after={"version": version, "reason": refused.message})
-        db.session.commit()
+        audit_refusal(studio_id, action="config.publish_refused", target_id=draft_id, actor=actor, note=note,
+                      now=now, before={"version": base}, after={"version": version, "reason": refused.message})
         raise
     db.session.expire_all()
     return get_version(studio, version)
 
 
 def rollback(studio: Studio, version: int, *, actor: audit.Actor, note: str, now: datetime) -> ConfigVersion:
-    """Publish a new version equal to `version` (history only grows)."""
+    """Publish a new version equal to `version`, in one transaction (history only grows). Only a version that was
+    published once can be rolled back to; a refused rollback changes nothing and is audited."""
     source = get_version(studio, version)
-    if source.state == ConfigState.DRAFT:
-        raise Conflict(f"Version {version} is a draft, never published: publish it instead of rolling back to it.")
-    base = studio.config_version
-    draft = add_draft(studio, source.document, base_version=base, actor=actor, now=now,
-                      note=note or f"Rollback to version {version}.")
-    new_version = draft.version
-    audit.record(actor=actor, action="config.rollback", target_type="configuration version", target_id=draft.id,
-                 studio_id=studio.id, now=now, note=note, before={"version": base},
-                 after={"version": new_version, "copy_of": version})
-    db.session.commit()
-    return publish(studio, new_version, actor=actor, note=note or f"Rollback to version {version}.", now=now)
+    if source.published_at is None:
+        raise Conflict(f"Version {version} was never published, so there is nothing to roll back to. "
+                       + ("Publish it instead." if source.state == ConfigState.DRAFT else ""))
+    studio_id, base = studio.id, studio.config_version
+    note = note or f"Rollback to version {version}."
+    try:
+        draft = add_draft(studio, source.document, base_version=base, actor=actor, now=now, note=note)
+        audit.record(actor=actor, action="config.rollback", target_type="configuration version", target_id=draft.id,
+                     studio_id=studio_id, now=now, note=note, before={"version": base},
+                     after={"version": draft.version, "copy_of": version})
+        publish_within(studio_id, draft, actor=actor, note=note, now=now)
+        new_version = draft.version
+        db.session.commit()
+    except Conflict as refused:
+        audit_refusal(studio_id, action="config.rollback_refused", target_id=source.id, actor=actor, note=note,
+                      now=now, before={"version": base}, after={"copy_of": version, "reason": refused.message})
+        raise
+    db.session.expire_all()
+    return get_version(studio, new_version)
 
 
 def discard(studio: Studio, version: int, *, actor: audit.Actor, note: str, now: datetime) -> None:
     draft = get_version(studio, version)
-    version_states.MACHINE.apply(draft.id, "discard", now=now, actor=actor, note=note)
+    version_states.MACHINE.apply(draft.id, "discard", now=now, actor=actor, note=note,
+                                 after={"version": version})
     db.session.commit()
