@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-stamp
 # forward, just after 2 a.m. in New York; the Sunday they go back, inside the repeated hour (1:30 a.m. EST).
 TEST_DATES := 2027-01-04T14:00:00+00:00 2026-12-05T23:30:00-05:00 2027-03-14T06:30:00+00:00 2026-11-01T06:30:00+00:00
 DATE_SENSITIVE_TESTS := tests/lessons tests/calendar tests/notifications tests/unit
+# The admin and ops tests build dates from the clock too: they run again on the spring-forward Sunday.
+MORE_DATE_TESTS := tests/admin tests/ops
+MORE_DATES_AT := 2027-03-14T06:30:00+00:00
 
 .PHONY: run test test-dates bench worker standin clean
 
@@ -29,7 +32,9 @@ test-dates: $(STAMP)
 	@set -e; for now in $(TEST_DATES); do \
 		echo "==> the date-sensitive tests at PORTAL_TEST_NOW=$$now"; \
 		PORTAL_TEST_NOW=$$now $(BIN)/python -m pytest -q $(DATE_SENSITIVE_TESTS) $(PYTEST_ARGS); \
-	done
+	done; \
+	echo "==> the admin and ops tests at PORTAL_TEST_NOW=$(MORE_DATES_AT)"; \
+	PORTAL_TEST_NOW=$(MORE_DATES_AT) $(BIN)/python -m pytest -q $(MORE_DATE_TESTS) $(PYTEST_ARGS)
 
 worker: $(STAMP)
 	$(BIN)/python -m worker
