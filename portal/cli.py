@@ -175,3 +175,19 @@ def ops_drift(hours):
     report = drift.scan(get_provider(), now=utcnow(), window=timedelta(hours=hours))
     click.echo(f"{report.events_seen} events, {report.sessions_seen} sessions: {report.found} new findings, "
                f"{report.cleared} cleared")
+
+
+@ops_group.command("create-studio")
+@click.option("--name", required=True)
+@click.option("--slug", required=True, help="its address: /s/<slug>/")
+@click.option("--timezone", "timezone_", required=True, help="IANA name, e.g. America/New_York")
+@click.option("--currency", required=True, help="e.g. usd, gbp, eur")
+@click.option("--locale", default="en_US", show_default=True, help="how dates read, e.g. en_GB")
+@click.option("--admin-email", required=True, help="the first admin, invited by email")
+@with_appcontext
+def ops_create_studio(name, slug, timezone_, currency, locale, admin_email):
+    """Open a studio and invite its first admin (a fresh production install starts this way, without demo data)."""
+    from portal.services import studios
+
+    studio = _run_repair(studios.create, studios.NewStudio(name, slug, timezone_, currency, locale, admin_email))
+    click.echo(f"studio {studio.slug} created (id {studio.id}); invitation sent to {admin_email}")

@@ -2,7 +2,8 @@
 
 - `ops_resolutions`: items of a reconciliation query settled by a person, with the reason.
 - `drift_findings`: what the Stripe drift job found that the portal missed or disagrees with.
-- `webhook_events.object_id` (`data.object.id` of the payload, filled in for existing events) and an index on
+- `webhook_events.object_id` and `intent_id` (`data.object.id` of the payload, and the PaymentIntent it belongs
+  to; filled in for existing events) and an index on
   `refunds.status`, and one on `bookings.start_at`, so the reconciliation queries, the ops search and date
   ranges read indexes, not whole tables or payloads.
 - `refunds.retries`: a refund ops send again is a new refund at Stripe, under a new idempotency key.
@@ -82,19 +83,26 @@ def upgrade():
 
     with op.batch_alter_table("webhook_events") as batch_op:
         batch_op.add_column(sa.Column("object_id", sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column("intent_id", sa.String(length=255), nullable=True))
         batch_op.create_index(batch_op.f("ix_webhook_events_object_id"), ["object_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_webhook_events_intent_id"), ["intent_id"], unique=False)
     events = sa.table("webhook_events", sa.column("id", sa.Integer), sa.column("payload", sa.JSON),
-                      sa.column("object_id", sa.String))
+                      sa.column("object_id", sa.String), sa.column("intent_id", sa.String))
     bind = op.get_bind()
     for event_id, payload in bind.execute(sa.select(events.c.id, events.c.payload)).all():
         found = ((payload or {}).get("data") or {}).get("object") or {}
-        if isinstance(found.get("id"), str):
-            bind.execute(events.update().where(events.c.id == event_id).values(object_id=found["id"][:255]))
+        object_id = found.get("id") if isinstance(found.get("id"), str) else None
+        intent = object_id if found.get("object") == "payment_intent" else found.get("payment_intent")
+        bind.execute(events.update().where(events.c.id == event_id).values(
+            object_id=object_id[:255] if object_id else None,
+            intent_id=intent[:255] if isinstance(intent, str) else None))
 
 
 def downgrade():
     with op.batch_alter_table("webhook_events") as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_events_intent_id"))
         batch_op.drop_index(batch_op.f("ix_webhook_events_object_id"))
+        batch_op.drop_column("intent_id")
         batch_op.drop_column("object_id")
     with op.batch_alter_table("bookings") as batch_op:
         batch_op.drop_index("ix_bookings_status_updated")

@@ -129,6 +129,8 @@ class WebhookEvent(db.Model):
     # The id of the Stripe object the event is about (`data.object.id`: a Checkout Session, charge, refund…),
     # so an event can be found from its object without reading payloads.
     object_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # …and the PaymentIntent it belongs to when it names one (charges, refunds, payment intents themselves).
+    intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     payload: Mapped[dict] = mapped_column(JSON, nullable=False)
     status: Mapped[EventStatus] = mapped_column(str_enum(EventStatus), nullable=False, default=EventStatus.RECEIVED,
                                                 index=True)

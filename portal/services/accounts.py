@@ -19,7 +19,7 @@ from portal.services import account_mail, account_tokens
 from portal.services.errors import InvalidInput
 
 MIN_PASSWORD_LENGTH = 10
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def normalize_email(email: str) -> str:
@@ -79,7 +79,7 @@ def register_student(*, studio: Studio, email: str, password: str, name: str, no
     """Start a sign-up at `studio`. A new (or never confirmed) address gets an account waiting for confirmation and
     a link; a confirmed account gets an email instead, and nothing about it changes."""
     email = normalize_email(email)
-    if not _EMAIL.match(email) or len(email) > 254:
+    if not EMAIL_PATTERN.match(email) or len(email) > 254:
         raise InvalidInput("Enter a valid email address.", field="email")
     _check_password(password)
     name = (name or "").strip()[:120]

@@ -71,7 +71,7 @@ def invite(studio: Studio, email: str, *, actor: audit.Actor, now: datetime) -> 
     """Invite `email` to become an admin; the email is sent by a job. Inviting the same address again replaces the
     earlier link. Returns the invitation's id."""
     email = accounts.normalize_email(email)
-    if not accounts._EMAIL.match(email) or len(email) > 254:
+    if not accounts.EMAIL_PATTERN.match(email) or len(email) > 254:
         raise InvalidInput("Enter a valid email address.", code="email_invalid", field="email")
     user = accounts.find_user(email)
     if user is not None and user.has_role(studio.id, Role.ADMIN):

@@ -63,9 +63,18 @@ def _parse_event(payload: bytes) -> tuple[str, str, dict]:
     return event["id"], event["type"], event
 
 
-def _object_id(event: dict) -> str | None:
+def _object_ids(event: dict) -> tuple[str | None, str | None]:
+    """The id of the Stripe object the event is about, and of the PaymentIntent it belongs to (if it names one)."""
     found = (event.get("data") or {}).get("object") or {}
-    return found["id"][:255] if isinstance(found, dict) and isinstance(found.get("id"), str) else None
+    if not isinstance(found, dict):
+        return None, None
+    object_id = found["id"][:255] if isinstance(found.get("id"), str) else None
+    intent = found.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    if found.get("object") == "payment_intent":
+        intent = object_id
+    return object_id, intent[:255] if isinstance(intent, str) else None
 
 
 def receive(*, payload: bytes, signature_header: str | None, settings: Settings, now: datetime) -> Receipt:
@@ -119,9 +128,10 @@ def _store(digest: str, provider_event_id: str, event_type: str, event: dict, no
             existing_id = existing.id
             db.session.commit()
             return Receipt(existing_id, provider_event_id, duplicate=True)
+        object_id, intent_id = _object_ids(event)
         stored = WebhookEvent(provider_event_id=provider_event_id, type=event_type, payload=event,
-                              object_id=_object_id(event), status=EventStatus.RECEIVED, received_at=now,
-                              updated_at=now)
+                              object_id=object_id, intent_id=intent_id, status=EventStatus.RECEIVED,
+                              received_at=now, updated_at=now)
         db.session.add(stored)
         try:
             db.session.flush()

@@ -1,5 +1,6 @@
-"""An admin changes the studio's primary colour in a real browser: a draft, a preview only they see, a publish a
-student sees on their next page, a rollback that restores the old colour, and the audit log listing all of it.
+"""An admin adds a package and changes the studio's primary colour in a real browser: a draft that also features the
+new package, a preview only they see, a publish a student sees on their next page (the new colour, the package
+featured), a rollback that restores the old colour, and the audit log listing all of it.
 Then an API key is created (shown once) and revoked. Every page is checked at phone width too.
 
 On the demo data (Melody & Meter, whose published primary colour is #4b3fa7) and PostgreSQL.
@@ -52,6 +53,13 @@ def test_an_admin_drafts_previews_publishes_and_rolls_back_a_colour(page: Page, 
         assert header_colour(student) == OLD_RGB
 
         log_in_as(page, ADMIN)
+        page.goto(f"{STUDIO}/admin/catalogue")
+        page.get_by_role("link", name="Add a package").click()
+        page.get_by_label("Name", exact=True).fill("Ensemble coaching")
+        page.get_by_label("Length in minutes").fill("45")
+        page.get_by_label(re.compile(r"^Price")).fill("55.00")
+        page.get_by_role("button", name="Add package").click()
+        expect(page.locator(".alert-success")).to_be_visible()
         page.goto(CONFIG)
         expect(page.get_by_role("heading", name="Published: version 1")).to_be_visible()
         assert_fits_phone_width(page, "the configuration page")
@@ -62,6 +70,7 @@ def test_an_admin_drafts_previews_publishes_and_rolls_back_a_colour(page: Page, 
         expect(text).to_have_value(OLD)
         page.locator('input[name="branding.primary_color.picker"]').fill(NEW)
         expect(text).to_have_value(NEW)  # the picker and the text field move together
+        page.locator('input[name="packages.ensemble-coaching.featured"]').check()
         page.locator('input[name="note"]').fill("Green for the spring term")
         page.get_by_role("button", name="Save and preview").click()
 
@@ -87,9 +96,13 @@ def test_an_admin_drafts_previews_publishes_and_rolls_back_a_colour(page: Page, 
         student.reload()
         assert header_colour(student) == NEW_RGB
         assert theme_href(student).endswith("/theme/2.css") and f"--brand: {NEW}" in theme_text(student)
+        first_card = student.locator("#packages li.package").first
+        expect(first_card).to_contain_text("Ensemble coaching")  # featured packages come first
+        expect(first_card.locator(".featured-badge")).to_have_text("Featured")
 
         page.goto(f"{CONFIG}/diff?from=1&to=2")
-        expect(page.locator("tr[data-path]")).to_have_count(1)
+        expect(page.locator('tr[data-path="branding.primary_color"]')).to_have_count(1)
+        expect(page.locator('tr[data-path="packages.ensemble-coaching.featured"]')).to_have_count(1)
         assert_fits_phone_width(page, "the diff")
         page.goto(f"{CONFIG}/versions/1")
         rollback = page.locator("#rollback")

@@ -261,3 +261,24 @@ def _guard_sql(dialect: str) -> dict:
     initial = importlib.import_module("migrations.versions.0001_initial_schema")
     return {"drop": ["DROP TRIGGER bookings_no_overlap_insert", "DROP TRIGGER bookings_no_overlap_update"],
             "create": initial.SQLITE_NO_OVERLAP}
+
+
+def test_the_drill_down_shows_everything_and_what_stripe_says(app, client, studio, ops, stripe_standin):
+    booking_id, payment_id, session_id = paid_lesson(app, client, studio, stripe_standin)
+    page = ops.get(f"/ops/bookings/{booking_id}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert session_id in html and "student@example.com" in html
+    assert "complete · paid" in html  # Stripe's own view, fetched now
+    assert 'data-kind="hold"' in html and 'data-kind="webhook"' in html and 'data-kind="email"' in html
+    with within(app):
+        event_id = db.session.scalar(select(WebhookEvent.id))
+    assert ops.get(f"/ops/payments/{payment_id}").headers["Location"].endswith(f"/ops/bookings/{booking_id}")
+    event_page = ops.get(f"/ops/events/{event_id}").get_data(as_text=True)
+    assert "checkout.session.completed" in event_page and f"/ops/bookings/{booking_id}" in event_page
+    assert "Replay" not in event_page  # processed: nothing to replay
+    found = ops.get(f"/ops/search?q={session_id}").get_data(as_text=True)
+    assert f"/ops/payments/{payment_id}" in found
+    by_email = ops.get("/ops/search?q=Student@Example.com").get_data(as_text=True)
+    assert f"/ops/bookings/{booking_id}" in by_email
+    assert ops.get("/ops/bookings/999999").status_code == 404

@@ -35,4 +35,4 @@ def page_number() -> int:
     return int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
 
 
-from portal.blueprints.ops import console, repairs, studios  # noqa: E402,F401  (modules register routes on `bp`)
+from portal.blueprints.ops import console, entities, repairs, studios  # noqa: E402,F401  (modules add routes)

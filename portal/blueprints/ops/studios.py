@@ -12,16 +12,36 @@ from portal.models import Booking, Membership, Role, Studio
 from portal.services import studios
 
 
-@bp.get("/studios")
-@ops_only
-def studios_page():
+def _studios_page(form: studios.NewStudio | None = None, errors: dict | None = None, status: int = 200):
     with tenancy.all_tenants():
         rows = db.session.scalars(select(Studio).order_by(Studio.name)).all()
         bookings = dict(db.session.execute(select(Booking.studio_id, func.count(Booking.id))
                                            .group_by(Booking.studio_id)).all())
         admins = dict(db.session.execute(select(Membership.studio_id, func.count(Membership.id))
                                          .where(Membership.role == Role.ADMIN).group_by(Membership.studio_id)).all())
-    return render_template("ops/studios.html", studios=rows, bookings=bookings, admins=admins)
+    blank = studios.NewStudio("", "", "America/New_York", "usd", "en_US", "")
+    return render_template("ops/studios.html", studios=rows, bookings=bookings, admins=admins, form=form or blank,
+                           errors=errors or {}, currencies=studios.CURRENCIES), status
+
+
+@bp.get("/studios")
+@ops_only
+def studios_page():
+    return _studios_page()
+
+
+@bp.post("/studios")
+@ops_only
+def create_studio():
+    form = studios.NewStudio(**{field: request.form.get(field, "") for field in
+                                ("name", "slug", "timezone", "currency", "locale", "admin_email")})
+    with tenancy.all_tenants():
+        _cleaned, errors = studios.validate(form)
+    if errors:
+        return _studios_page(form, errors, 422)
+    studio = studios.create(form, actor=actor(), now=utcnow())
+    flash(f"{studio.name} is open at /s/{studio.slug}/; its first admin has been invited by email.", "success")
+    return redirect(url_for("ops.studios_page"), code=303)
 
 
 @bp.post("/studios/<int:studio_id>/suspend")
