@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.availability
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.reconciliation
+	$(BIN)/python -m benchmarks.configuration
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
