@@ -41,6 +41,7 @@ class Settings:
     smtp_password: str = ""
     smtp_starttls: bool = False
     ratelimit_login: str = "10 per minute;100 per hour"
+    api_key_rate_limit: str = "120 per minute"  # requests per studio API key (Flask-Limiter syntax)
     trusted_proxies: int = 0  # reverse proxies in front of the app whose X-Forwarded-* headers are believed
     job_retry_delays: tuple[int, ...] = (2, 10, 60, 300)
     webhook_processing_lease_sec: int = 300
@@ -136,6 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         smtp_password=env.get("SMTP_PASSWORD", ""),
         smtp_starttls=_bool(env.get("SMTP_STARTTLS", "")),
         ratelimit_login=env.get("RATELIMIT_LOGIN", "").strip() or Settings.ratelimit_login,
+        api_key_rate_limit=env.get("API_KEY_RATE_LIMIT", "").strip() or Settings.api_key_rate_limit,
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, errors),
         job_retry_delays=_delays(env.get("JOB_RETRY_DELAYS", ""), errors),
         webhook_processing_lease_sec=_int(env, "WEBHOOK_PROCESSING_LEASE_SEC", 300, errors),

@@ -111,8 +111,10 @@ def test_the_last_use_is_shown(app, admin, world):
 
 class TestRateLimit:
     @pytest.fixture
-    def app_overrides(self):
-        return {"API_KEY_RATE_LIMIT": "3 per minute"}
+    def app_env(self, stripe_standin):
+        from tests.conftest import stripe_env
+
+        return {**stripe_env(stripe_standin), "API_KEY_RATE_LIMIT": "3 per minute"}
 
     @pytest.mark.usefixtures("world")
     def test_keys_are_rate_limited_each_on_its_own(self, app, make_api_key):

@@ -49,7 +49,7 @@ def _key_prefix() -> str:
 
 
 def _key_limit() -> str:
-    return current_app.config.get("API_KEY_RATE_LIMIT", "120 per minute")
+    return current_app.config["PORTAL_SETTINGS"].api_key_rate_limit
 
 
 # One budget per key for the whole API (not one per endpoint).
