@@ -5,7 +5,7 @@ from flask import current_app
 from portal.clock import utcnow
 from portal.jobs import job
 from portal.payments import get_provider
-from portal.services import sweeps
+from portal.services import fulfilment, sweeps
 
 
 @job
@@ -17,7 +17,7 @@ def release_expired_holds() -> int:
 def requeue_stuck_events() -> int:
     settings = current_app.config["PORTAL_SETTINGS"]
     return sweeps.requeue_stuck_events(now=utcnow(), stuck_after=timedelta(seconds=settings.webhook_stuck_after_sec),
-                                       lease=timedelta(seconds=settings.webhook_processing_lease_sec))
+                                       lease=fulfilment.configured_lease())
 
 
 @job

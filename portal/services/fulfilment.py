@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 #: A claimed event whose worker has not finished after this long is taken over by the next attempt.
 PROCESSING_LEASE = timedelta(minutes=5)
+
+
+def configured_lease() -> timedelta:
+    """The lease of this deployment (`WEBHOOK_PROCESSING_LEASE_SEC`); `PROCESSING_LEASE` outside an app."""
+    if not has_app_context():
+        return PROCESSING_LEASE
+    return timedelta(seconds=current_app.config["PORTAL_SETTINGS"].webhook_processing_lease_sec)
 SESSION_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
                   "checkout.session.async_payment_failed", "checkout.session.expired"}
 #: Stripe reports refund progress on the charge and on the refund itself; either is a signal to re-fetch.

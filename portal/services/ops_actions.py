@@ -61,21 +61,13 @@ def _expected(enum_type, raw: str | None):
             from None
 
 
-def _lease():
-    from datetime import timedelta
-
-    from flask import current_app
-
-    return timedelta(seconds=current_app.config["PORTAL_SETTINGS"].webhook_processing_lease_sec)
-
-
 def replay_event(event_id: int, *, actor: audit.Actor, note: str | None, now: datetime,
                  expected: str | None = None) -> None:
     """Queue an unprocessed event again with fresh attempts (dead, retrying, or stuck in received/queued)."""
     note = _note(note)
     with tenancy.all_tenants():
         event = _get(WebhookEvent, event_id, "webhook event")
-        event_states.replay(event.id, now=now, actor=actor, note=note, lease=_lease(),
+        event_states.replay(event.id, now=now, actor=actor, note=note, lease=fulfilment.configured_lease(),
                             expected=_expected(EventStatus, expected) or event.status)
         db.session.commit()
     dispatch.enqueue("process_webhook_event", event_id)

@@ -29,10 +29,10 @@ from portal.models import (
     Studio,
     WebhookEvent,
 )
+from portal.services.fulfilment import configured_lease
 
 #: Something still unfinished after this long is stuck (the runbook's ten minutes).
 STUCK_AFTER = timedelta(minutes=10)
-PROCESSING_LEASE = timedelta(minutes=5)
 PAID_SESSION_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 #: How far back the cheap form of the must-be-empty invariant checks looks (see `_confirmed_without_payment`).
 RECENTLY_CHANGED = timedelta(days=35)
@@ -96,7 +96,7 @@ def _event_columns():
 def _stuck_events(now: datetime) -> Select:
     waiting = and_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)),
                    WebhookEvent.updated_at < now - STUCK_AFTER)
-    abandoned = and_(WebhookEvent.status == EventStatus.PROCESSING, WebhookEvent.updated_at < now - PROCESSING_LEASE)
+    abandoned = and_(WebhookEvent.status == EventStatus.PROCESSING, WebhookEvent.updated_at < now - configured_lease())
     return select(*_event_columns()).where(or_(waiting, abandoned),
                                            _unresolved("stuck_events", "event", WebhookEvent.id))
 

@@ -27,7 +27,7 @@ from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.models import Role
 from portal.payments import get_provider
-from portal.services import bookings, checkout
+from portal.services import bookings, checkout, reconciliation
 from stripe_standin import sign
 from tests.conftest import (
     PG_ADMIN_URL,
@@ -42,6 +42,7 @@ from tests.conftest import (
 )
 from tests.factories import make_studio, make_user, next_weekday
 from tests.faults.conftest import attach_log
+from tests.ops.conftest import log_in
 from tests.payments.helpers import events, pay, signed_post
 from tests.support.processes import python_env
 
@@ -307,8 +308,9 @@ def _lock_waiters(pg_url: str) -> list[tuple]:
 
 # --- the tests -------------------------------------------------------------------------------------------
 
-def test_worker_killed_mid_job_event_is_processed_after_restart(app, client, stripe_standin, redis_server, workers,
-                                                                 pg_url):
+def _worker_killed_mid_job(app, client, stripe_standin, redis_server, workers, pg_url) -> tuple[int, int, dict]:
+    """A paid booking whose `checkout.session.completed` job was claimed by a worker that was then SIGKILLed
+    before it committed: (booking id, payment id, event)."""
     booking_id, payment_id, event = _paid_booking(app, stripe_standin)
     response = signed_post(client, event)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -337,6 +339,13 @@ def test_worker_killed_mid_job_event_is_processed_after_restart(app, client, str
     assert state["payments"] == [("pending", False)]
     # Its server backend goes away once it notices the closed socket; nothing waits on a lock any more.
     _wait_until(lambda: not _lock_waiters(pg_url), "no backend waits on a row lock")
+    return booking_id, payment_id, event
+
+
+def test_worker_killed_mid_job_event_is_processed_after_restart(app, client, stripe_standin, redis_server, workers,
+                                                                 pg_url):
+    booking_id, _payment_id, event = _worker_killed_mid_job(app, client, stripe_standin, redis_server, workers,
+                                                            pg_url)
 
     # A new worker's sweep re-queues the event once its lease (2 s) is over, and the event is taken over.
     workers.start()
@@ -349,6 +358,38 @@ def test_worker_killed_mid_job_event_is_processed_after_restart(app, client, str
     # The worker process wrote its own clock's time, and that clock is the tests' pinned one.
     [(processed_at,)] = _rows(pg_url, "SELECT processed_at FROM webhook_events")
     assert timedelta(0) <= utcnow() - processed_at < timedelta(minutes=1)
+
+
+def test_worker_killed_mid_job_is_found_by_ops_and_replayed(app, client, stripe_standin, redis_server, workers,
+                                                            pg_url):
+    booking_id, _payment_id, event = _worker_killed_mid_job(app, client, stripe_standin, redis_server, workers,
+                                                            pg_url)
+    with app.app_context():
+        make_user("ops@example.com", ops=True)
+    ops = app.test_client()
+    token = log_in(ops, "ops@example.com")
+
+    def stuck() -> list[dict]:
+        with app.app_context():
+            return reconciliation.items("stuck_events", utcnow())
+
+    # Past this deployment's lease (2 s) the claimed event is listed among the events not processed.
+    [item] = _wait_until(stuck, "the abandoned event is listed as stuck")
+    assert (item["provider_event_id"], item["status"], item["attempts"]) == (event["id"], "processing", 1)
+    assert event["id"] in ops.get("/ops/queries/stuck_events").get_data(as_text=True)
+    form = {"csrf_token": token, "note": "worker was killed during a deploy", "expected": "processing"}
+    assert ops.post(f"/ops/events/{item['id']}/replay", data=form).status_code == 303
+
+    workers.start()  # the replayed job is waiting on the queue
+    state = _wait_processed(pg_url, booking_id, event["id"])
+    assert state["payments"] == [("paid", True)]
+    assert stuck() == []
+    assert _rows(pg_url, "SELECT actor_label, note, before->>'status', after->>'status' FROM audit_log "
+                         "WHERE action = 'webhook_event.replay'") == [
+        ("ops@example.com", "worker was killed during a deploy", "processing", "queued")]
+    again = ops.post(f"/ops/events/{item['id']}/replay", data=form)
+    assert again.status_code == 409 and "reload" in again.get_data(as_text=True).lower()
+    assert _rows(pg_url, "SELECT count(*) FROM audit_log WHERE action = 'webhook_event.replay'") == [(1,)]
 
 
 def test_redis_stopped_while_webhook_arrives_event_is_swept_later(app, client, stripe_standin, redis_server,

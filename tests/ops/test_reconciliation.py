@@ -21,7 +21,7 @@ from portal.models import (
 )
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
-from portal.services import reconciliation
+from portal.services import reconciliation, sweeps
 from tests.conftest import STRIPE_API_KEY
 from tests.ops.conftest import STUDIO, hold, later, lesson_start, log_in, within
 from tests.payments.helpers import control, deliver, drain, pay
@@ -179,6 +179,41 @@ def test_a_refund_stripe_refused_is_retried_once(app, client, studio, ops, strip
     assert status_of(app, Payment, payment_id) == PaymentStatus.REFUNDED
     assert ids(app, "stuck_refunds") == []
     assert repair(ops, f"/ops/refunds/{stuck['id']}/retry", expected="failed").status_code == 409
+
+
+@BOTH
+def test_a_checkout_paid_after_its_hold_expired_is_refunded_and_a_refused_refund_retried(app, client, studio, ops,
+                                                                                        stripe_standin):
+    start = lesson_start(studio)
+    booking_id, payment_id, session_id = hold(app, studio, start=start)
+    with later(30):  # the student pays in the hold's last minute; Stripe's webhook is late
+        pay(stripe_standin, session_id)
+    with later(45):
+        with app.app_context():
+            assert sweeps.release_expired_holds(provider=get_provider(), now=utcnow()) == 1
+        assert status_of(app, Booking, booking_id) == BookingStatus.EXPIRED
+        rival_id = hold(app, studio, "rival@example.com", start=start)[0]  # the freed time is taken
+        control(stripe_standin, "refunds/fail_next", {"count": 1, "mode": "failed"})
+        deliver(app, client, stripe_standin, types=("checkout.session.completed",))
+        assert status_of(app, Booking, booking_id) == BookingStatus.EXPIRED
+        assert status_of(app, Booking, rival_id) == BookingStatus.HELD
+        (stuck,) = listed(app, "stuck_refunds")
+        assert (stuck["payment_id"], stuck["booking_id"], stuck["amount_minor"], stuck["reason"],
+                stuck["status"]) == (payment_id, booking_id, 6500, "slot_unavailable", "failed")
+        assert ids(app, "paid_unconfirmed") == [] and ids(app, "confirmed_without_payment") == []
+        page = ops.get("/ops/queries/stuck_refunds").get_data(as_text=True)
+        assert f"booking #{booking_id}" in page and "slot_unavailable" in page
+        assert repair(ops, f"/ops/refunds/{stuck['id']}/retry", expected="failed").status_code == 303
+        drain(app)
+        assert status_of(app, Refund, stuck["id"]) == RefundStatus.SUCCEEDED
+        assert status_of(app, Payment, payment_id) == PaymentStatus.REFUNDED
+        assert ids(app, "stuck_refunds") == []
+        (entry,) = audited(app, "refund.retry", stuck["id"])
+        assert (entry.actor_label, entry.note) == ("ops@example.com", "checked with the student")
+        assert repair(ops, f"/ops/refunds/{stuck['id']}/retry", expected="failed").status_code == 409
+        assert len(audited(app, "refund.retry", stuck["id"])) == 1
+        assert sorted((r["amount"], r["status"]) for r in stripe_standin.store.refunds.values()) == [
+            (6500, "failed"), (6500, "succeeded")]  # the student got the money back once
 
 
 @BOTH
