@@ -78,7 +78,7 @@ def ops_check(full):
 @ops_group.command("list")
 @click.argument("query")
 @click.option("--studio", default=None, help="only this studio (slug)")
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 @with_appcontext
 def ops_list(query, studio, limit):
     """Print QUERY's items as JSON lines, oldest first."""
@@ -142,10 +142,11 @@ def ops_release(booking_id, note):
 @click.option("--note", required=True, help="why (goes in the audit log)")
 @with_appcontext
 def ops_retry_refund(refund_id, note):
-    """Send failed refund REFUND_ID again."""
+    """Send failed refund REFUND_ID again (after checking Stripe does not already have it)."""
+    from portal.payments import get_provider
     from portal.services import ops_actions
 
-    _run_repair(ops_actions.retry_refund, refund_id, note=note)
+    _run_repair(ops_actions.retry_refund, refund_id, note=note, provider=get_provider())
     click.echo(f"refund {refund_id} queued again")
 
 
@@ -191,3 +192,41 @@ def ops_create_studio(name, slug, timezone_, currency, locale, admin_email):
 
     studio = _run_repair(studios.create, studios.NewStudio(name, slug, timezone_, currency, locale, admin_email))
     click.echo(f"studio {studio.slug} created (id {studio.id}); invitation sent to {admin_email}")
+
+
+def _studio_id(slug: str) -> int:
+    from sqlalchemy import select
+
+    from portal import tenancy
+    from portal.extensions import db
+    from portal.models import Studio
+
+    with tenancy.all_tenants():
+        studio_id = db.session.scalar(select(Studio.id).where(Studio.slug == slug))
+    if studio_id is None:
+        raise click.BadParameter(f"no studio {slug!r}", param_hint="SLUG")
+    return studio_id
+
+
+@ops_group.command("suspend-studio")
+@click.argument("slug")
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_suspend_studio(slug, note):
+    """Suspend studio SLUG: its pages say it is not taking bookings; booked lessons stand."""
+    from portal.services import studios
+
+    _run_repair(studios.suspend, _studio_id(slug), note=note)
+    click.echo(f"studio {slug} suspended")
+
+
+@ops_group.command("resume-studio")
+@click.argument("slug")
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_resume_studio(slug, note):
+    """Let suspended studio SLUG take bookings again."""
+    from portal.services import studios
+
+    _run_repair(studios.resume, _studio_id(slug), note=note)
+    click.echo(f"studio {slug} takes bookings again")

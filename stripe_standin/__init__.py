@@ -33,7 +33,8 @@ Control API (JSON, no auth, loopback only; GET routes also accept POST):
 * ``GET  /_standin/deliveries`` (``?event_id=``, ``?type=``): delivery attempts
 * ``POST /_standin/checkout/sessions/{id}/expire`` | ``/amount_total``
   ``{"amount_total": N}`` | ``/pay`` ``{"outcome": "pay"|"decline"|"async_success"|"async_fail"}``
-* ``POST /_standin/refunds/fail_next`` ``{"count": N, "mode": "failed"|"402"|"500"}``
+* ``POST /_standin/refunds/fail_next`` ``{"count": N, "mode": "failed"|"402"|"500"|"lost"}``
+  (``lost``: the refund is made, then the request answers 500, as when the answer is lost on the way)
 * ``POST /_standin/events/{id}/resend``, ``/_standin/clock/advance`` ``{"seconds"}``,
   ``/_standin/tasks/run``, ``/_standin/reset``
 """

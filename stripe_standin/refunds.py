@@ -10,7 +10,7 @@ amount charge currency customer expand instructions_email metadata origin
 payment_intent reason refund_application_fee reverse_transfer
 """.split())
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-FAILURE_MODES = ("failed", "402", "500")
+FAILURE_MODES = ("failed", "402", "500", "lost")
 
 
 def _fmt(amount: int, currency: str) -> str:
@@ -83,6 +83,8 @@ def create_refund(store: Store, params: dict, request: dict) -> dict:
     charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
     store.emit("charge.refunded", charge, request)
     store.emit("refund.created", refund, request)
+    if mode == "lost":  # the refund is made, but the answer never reaches the caller
+        raise ApiError(500, "An unknown error occurred while processing the refund.", type="api_error")
     return refund
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from portal.extensions import db
 from portal.models import Membership, Role, Studio, TokenPurpose, User
+from portal.parsing import whole_number
 from portal.services import account_mail, account_tokens
 from portal.services.errors import InvalidInput
 
@@ -44,10 +45,11 @@ def authenticate(email: str, password: str) -> User | None:
 def load_session_user(session_id: str) -> User | None:
     """Flask-Login's loader: `<user id>:<session generation>`, valid only while the generation is current."""
     user_id, _, generation = (session_id or "").partition(":")
-    if not (user_id.isdigit() and generation.isdigit()) or not 0 < int(user_id) < 2**31:
+    user_number, generation_number = whole_number(user_id, 1), whole_number(generation)
+    if user_number is None or generation_number is None:
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_generation != int(generation) or user.email_verified_at is None:
+    user = db.session.get(User, user_number)
+    if user is None or user.session_generation != generation_number or user.email_verified_at is None:
         return None
     return user
 

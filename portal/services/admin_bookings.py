@@ -33,6 +33,7 @@ from portal.models import (
     Studio,
     User,
 )
+from portal.parsing import whole_number
 from portal.services import lesson_changes, receipts, refunds, timeline
 from portal.services.audit import Actor
 from portal.services.errors import Conflict, InvalidInput
@@ -103,8 +104,8 @@ def parse_filters(args: Mapping[str, str], *, max_per_page: int = MAX_PER_PAGE) 
     values["q"] = raw["q"][:200]
     for key, low, high in (("page", 1, 1_000_000), ("per_page", 1, max_per_page)):
         if raw[key]:
-            if raw[key].isdigit() and low <= int(raw[key]) <= high:
-                values[key] = int(raw[key])
+            if (number := whole_number(raw[key], low, high)) is not None:
+                values[key] = number
             else:
                 errors[key] = f"Give a whole number from {low} to {high}."
     return Filters(raw=raw, **values), errors

@@ -71,6 +71,7 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
     report = ScanReport(start, now)
     examined: set[tuple[str, str]] = set()  # (kind, object id) this run looked at
     seen: set[tuple[str, str]] = set()      # …and found differing
+    refunds_to_check: list[tuple[int, str, set[str]]] = []  # (payment id, PaymentIntent, refund ids known here)
     with tenancy.all_tenants():
         events = list(_pages(provider.list_events, types=WATCHED, created_gte=int(start.timestamp()),
                              created_lte=int(now.timestamp())))
@@ -113,13 +114,20 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
             if payment.payment_intent_id and payment.status in SETTLED:
                 known = set(db.session.scalars(select(Refund.provider_refund_id).where(
                     Refund.payment_id == payment.id, Refund.provider_refund_id.is_not(None))))
-                for refund in provider.list_refunds(payment_intent_id=payment.payment_intent_id):
-                    examined.add(("unknown_refund", refund.id))
-                    if refund.id not in known:
-                        seen.add(("unknown_refund", refund.id))
-                        report.found += _record("unknown_refund", refund.id,
-                                                f"a refund of {refund.amount} {refund.currency} the portal has "
-                                                "no record of", now, payment=payment)
+                refunds_to_check.append((payment.id, payment.payment_intent_id, known))
+        db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers below
+
+        for payment_id, intent, known in refunds_to_check:
+            remote = provider.list_refunds(payment_intent_id=intent)
+            payment = db.session.get(Payment, payment_id)
+            for refund in remote:
+                examined.add(("unknown_refund", refund.id))
+                if refund.id not in known:
+                    seen.add(("unknown_refund", refund.id))
+                    report.found += _record("unknown_refund", refund.id,
+                                            f"a refund of {refund.amount} {refund.currency} the portal has no "
+                                            "record of", now, payment=payment)
+            db.session.commit()
         report.cleared = _clear_fixed(examined - seen, now)
         db.session.commit()
     return report

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from portal import metrics, tenancy
 from portal.extensions import db
 from portal.models import BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
+from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
 from portal.services import audit, notifications, refunds
 from portal.services.errors import NotFound
@@ -178,6 +179,9 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
 
 def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime) -> str:
     """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone."""
+    if (payment.status == PaymentStatus.PAID and payment.flag is None
+            and payment.booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED)):
+        return _place_paid(payment, now)
     if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
                           PaymentStatus.PARTIALLY_REFUNDED):
         return "processed"  # already settled: a redelivery or a second event about the same session
@@ -212,12 +216,35 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     return _refund_unplaceable(payment_id, session, now)
 
 
+def _place_paid(payment: Payment, now: datetime) -> str:
+    """A payment recorded as paid whose booking was left unconfirmed (the ops console's "paid but not confirmed"):
+    confirm the booking now, or refund in full if its time was taken meanwhile."""
+    payment_id, booking_id = payment.id, payment.booking_id
+    snapshot = payment.booking.studio.policy_snapshot()
+    try:
+        booking_states.confirm(booking_id, now=now, policy=snapshot)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        payment = db.session.get(Payment, payment_id)
+        payment.raise_flag(PaymentFlag.PAID_AFTER_EXPIRY, _UNPLACEABLE)
+        return _record_full_refund(payment_id, now)
+    notifications.enqueue("confirmation", booking_id, key=notifications.confirmation_key(booking_id))
+    return "processed"
+
+
+_UNPLACEABLE = "paid after the hold expired and the slot was taken: refunded in full"
+
+
 def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:
     """The money arrived but the slot is gone: record the full refund in the same transaction as the payment, so
     no retry or crash can leave a flagged-as-refunded payment without its refund, then queue it."""
     payments.settle(payment_id, now=now, amount_minor=session.amount_total, currency=session.currency,
-                    intent_id=session.payment_intent_id, flag=PaymentFlag.PAID_AFTER_EXPIRY,
-                    flag_detail="paid after the hold expired and the slot was taken: refunded in full")
+                    intent_id=session.payment_intent_id, flag=PaymentFlag.PAID_AFTER_EXPIRY, flag_detail=_UNPLACEABLE)
+    return _record_full_refund(payment_id, now)
+
+
+def _record_full_refund(payment_id: int, now: datetime) -> str:
     payment = db.session.get(Payment, payment_id)
     db.session.refresh(payment)
     refund_id = refunds.record(payment=payment, amount_minor=payment.paid_minor, reason="slot_unavailable",
@@ -244,8 +271,9 @@ def _payment_failed(intent: dict, now: datetime) -> str:
     """A card was declined on the Checkout page. The student may try again there; the hold stays."""
     metadata = intent.get("metadata") or {}
     booking_id = metadata.get("booking_id")
-    payment = db.session.scalar(select(Payment).where(Payment.booking_id == int(booking_id))) \
-        if booking_id and str(booking_id).isdigit() else None
+    booking_number = whole_number(str(booking_id or ""), 1)
+    payment = db.session.scalar(select(Payment).where(Payment.booking_id == booking_number)) \
+        if booking_number is not None else None
     if payment is None:
         return "ignored"
     error = intent.get("last_payment_error") or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal import dispatch, tenancy
@@ -30,7 +31,7 @@ from portal.payments import PaymentProvider, PaymentProviderError
 from portal.services import audit, fulfilment, refunds
 from portal.services.checkout import expire_session_quietly
 from portal.services.errors import Conflict, InvalidInput, NotFound
-from portal.services.reconciliation import QUERIES
+from portal.services.reconciliation import QUERIES, STUCK_AFTER
 from portal.services.states import booking as booking_states
 from portal.services.states import refund as refund_states
 from portal.services.states import webhook_event as event_states
@@ -63,10 +64,16 @@ def _expected(enum_type, raw: str | None):
 
 def replay_event(event_id: int, *, actor: audit.Actor, note: str | None, now: datetime,
                  expected: str | None = None) -> None:
-    """Queue an unprocessed event again with fresh attempts (dead, retrying, or stuck in received/queued)."""
+    """Queue an unprocessed event again with fresh attempts (dead, retrying, or stuck in received/queued). One
+    waiting for a worker that was queued in the last `STUCK_AFTER` is left alone: a replay would only queue it twice
+    (a second run of the same command, a double click)."""
     note = _note(note)
     with tenancy.all_tenants():
         event = _get(WebhookEvent, event_id, "webhook event")
+        waiting = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)
+        if event.status in waiting and event.updated_at > now - STUCK_AFTER:
+            raise Conflict(f"This event is already {event.status.value} and waiting for a worker; replay it only "
+                           "if it is still waiting in 10 minutes.")
         event_states.replay(event.id, now=now, actor=actor, note=note, lease=fulfilment.configured_lease(),
                             expected=_expected(EventStatus, expected) or event.status)
         db.session.commit()
@@ -86,8 +93,6 @@ def refetch_session(payment_id: int, *, actor: audit.Actor, note: str | None, pr
         if payment.status == PaymentStatus.MISMATCH:
             raise Conflict("Never retry an amount mismatch: investigate it as possible fraud and refund it in full.")
         studio_id, session_id, before = payment.studio_id, payment.checkout_session_id, payment.status.value
-        audit.record(actor=actor, action="payment.refetch", target_type="payment", target_id=payment_id,
-                     studio_id=studio_id, now=now, note=note, before={"status": before})
         db.session.commit()
         try:
             fulfilment.sync_from_provider(payment_id, session_id, provider, now)
@@ -95,7 +100,11 @@ def refetch_session(payment_id: int, *, actor: audit.Actor, note: str | None, pr
             db.session.rollback()
             raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
         db.session.expire_all()
-        return db.session.get(Payment, payment_id).status.value
+        after = db.session.get(Payment, payment_id).status.value
+        audit.record(actor=actor, action="payment.refetch", target_type="payment", target_id=payment_id,
+                     studio_id=studio_id, now=now, note=note, before={"status": before}, after={"status": after})
+        db.session.commit()
+        return after
 
 
 def release_hold(booking_id: int, *, actor: audit.Actor, note: str | None, provider: PaymentProvider,
@@ -116,15 +125,40 @@ def release_hold(booking_id: int, *, actor: audit.Actor, note: str | None, provi
         expire_session_quietly(provider, session_id)
 
 
-def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, now: datetime,
+def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, provider: PaymentProvider, now: datetime,
                  expected: str | None = None) -> None:
-    """A failed refund goes back to pending and to the queue (after its cause was fixed)."""
+    """A failed refund goes back to pending and to the queue (after its cause was fixed). Stripe is asked first:
+    a refund we gave up on may have gone through after all (a timeout), and sending it again would refund twice,
+    so a retry is refused while Stripe holds a live attempt of it. Refunds made outside the portal are not ours to
+    send, and a retry never exceeds what is still refundable."""
     note = _note(note)
     with tenancy.all_tenants():
         refund = _get(Refund, refund_id, "refund")
         seen = _expected(RefundStatus, expected) or refund.status
         if refund.status != seen:
             raise Conflict(f"This refund is {refund.status.value} now, not {seen.value}: reload the page.")
+        if refund.reason == refunds.EXTERNAL:
+            raise Conflict("This refund was made outside the portal: repeat it in the Stripe Dashboard if needed.")
+        if refund.status != RefundStatus.FAILED:
+            raise Conflict(f"Only a failed refund can be retried; this one is {refund.status.value}.")
+        payment_id, intent = refund.payment_id, refund.payment.payment_intent_id
+        db.session.commit()
+        if intent:
+            try:
+                remote = provider.list_refunds(payment_intent_id=intent)
+            except PaymentProviderError as error:
+                db.session.rollback()
+                raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
+            refunds.reconcile(payment_id, provider, now=now, remote=remote)
+            live = [r for r in remote if str((r.metadata or {}).get("refund_id", "")) == str(refund_id)
+                    and r.status not in ("failed", "canceled")]
+            if live:
+                raise Conflict(f"Stripe already has this refund ({live[0].id}, {live[0].status}): it was not sent "
+                               "again.")
+        refund = db.session.get(Refund, refund_id)
+        if refund.amount_minor > refunds.refundable(refund.payment):
+            raise Conflict("Retrying this refund would return more than is left of the payment: refund what is "
+                           "left from the payment's page instead.")
         refund_states.retry(refund_id, now=now, actor=actor, note=note)
         payment = refund.payment
         if payment.flag == PaymentFlag.REFUND_FAILED:  # the flag said "a refund failed": it is being sent again
@@ -139,6 +173,9 @@ def refund_in_full(payment_id: int, *, actor: audit.Actor, note: str | None, now
     note = _note(note)
     with tenancy.all_tenants():
         payment = _get(Payment, payment_id, "payment")
+        if payment.status != PaymentStatus.MISMATCH:
+            raise Conflict("Only an amount mismatch is refunded in full from the console; cancel a paid lesson "
+                           "from the studio admin's booking page, which refunds it and tells the student.")
         amount = refunds.refundable(payment)
         if amount <= 0:
             raise Conflict("Nothing is left to refund on this payment.")
@@ -159,15 +196,27 @@ def refund_in_full(payment_id: int, *, actor: audit.Actor, note: str | None, now
 
 
 def resolve(query: str, entity_id: int, *, actor: audit.Actor, reason: str | None, now: datetime) -> None:
-    """Take an item off a reconciliation query's list, with the reason (once)."""
+    """Take an item off a reconciliation query's list, with the reason, until it changes again. A must-be-empty
+    query's items are breaches of an invariant: they are fixed at their cause, never marked resolved."""
     reason = _note(reason)
     if query not in QUERIES:
         raise NotFound("No such reconciliation query.")
+    if QUERIES[query].must_be_empty:
+        raise Conflict("This list must always be empty: fix the item at its cause (see the runbook) instead of "
+                       "marking it resolved.")
     entity = QUERIES[query].entity
     model = {"booking": Booking, "payment": Payment, "refund": Refund, "event": WebhookEvent,
              "drift": DriftFinding}[entity]
     with tenancy.all_tenants():
         row = _get(model, entity_id, entity)
+        earlier = db.session.scalar(select(Resolution).where(
+            Resolution.query == query, Resolution.entity_type == entity, Resolution.entity_id == entity_id))
+        if earlier is not None:
+            changed = row.resolved_at if entity == "drift" else row.updated_at
+            if entity == "drift" or (changed is not None and earlier.created_at >= changed):
+                raise Conflict("This item was already marked resolved.")
+            db.session.delete(earlier)  # it changed since: this resolution replaces the stale one
+            db.session.flush()
         db.session.add(Resolution(query=query, entity_type=entity, entity_id=entity_id,
                                   studio_id=getattr(row, "studio_id", None), reason=reason, actor_id=actor.user_id,
                                   actor_label=actor.label, created_at=now))
@@ -183,4 +232,18 @@ def resolve(query: str, entity_id: int, *, actor: audit.Actor, reason: str | Non
         db.session.commit()
 
 
-__all__ = ["refetch_session", "refund_in_full", "release_hold", "replay_event", "resolve", "retry_refund"]
+def compare_with_stripe(*, actor: audit.Actor, now: datetime) -> None:
+    """Queue the comparison with Stripe now (what the hourly job does), audited: it walks Stripe's lists and may
+    take a while, so it runs on a worker, not in the request."""
+    try:
+        dispatch.enqueue("reconcile_with_stripe")
+    except dispatch.DispatchError as error:
+        raise Conflict(f"The job queue is unavailable ({error}): run `flask ops drift` on a server instead.") \
+            from None
+    audit.record(actor=actor, action="ops.drift.run", target_type="platform", target_id=None, studio_id=None,
+                 now=now, note="Compared with Stripe on demand.")
+    db.session.commit()
+
+
+__all__ = ["compare_with_stripe", "refetch_session", "refund_in_full", "release_hold", "replay_event", "resolve",
+           "retry_refund"]

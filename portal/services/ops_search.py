@@ -12,6 +12,7 @@ from portal import tenancy
 from portal.extensions import db
 from portal.formatting import when
 from portal.models import Booking, Payment, Refund, Studio, User, WebhookEvent
+from portal.parsing import whole_number
 
 LIMIT = 50
 
@@ -31,8 +32,9 @@ def find(text: str) -> list[Hit]:
         return []
     with tenancy.all_tenants():
         slugs = dict(db.session.execute(select(Studio.id, Studio.slug)).all())
-        if text.lstrip("#").isdigit():
-            return _bookings([Booking.id == int(text.lstrip("#"))], slugs) if int(text.lstrip("#")) < 2**31 else []
+        if text.lstrip("#").isdigit():  # a booking reference (only ASCII digits name one)
+            booking_id = whole_number(text.lstrip("#"), 1)
+            return _bookings([Booking.id == booking_id], slugs) if booking_id is not None else []
         if "@" in text:
             user_ids = select(User.id).where(func.lower(User.email) == text.lower())
             return _bookings([Booking.student_id.in_(user_ids)], slugs)

@@ -56,33 +56,44 @@ class Query:
     columns: tuple[str, ...] = field(default=())
 
 
-def _unresolved(query: str, entity: str, id_column):
+def _unresolved(query: str, entity: str, id_column, changed_column):
+    """Not marked resolved since it last changed: an item that changes after ops settled it (a replayed event that
+    died again, a refund retried and failed again) is back on the list."""
     return ~exists().where(Resolution.query == query, Resolution.entity_type == entity,
-                           Resolution.entity_id == id_column)
+                           Resolution.entity_id == id_column, Resolution.created_at >= changed_column)
 
 
 def _paid_unconfirmed(now: datetime) -> Select:
     # Paid here but the booking still only held (cannot happen but through a failure between the two), and paid
-    # at Stripe (a stored "session completed" event) while the payment here is still waiting.
+    # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up.
     paid_here = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), Payment.paid_at.label("since"),
                         Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
                         Payment.checkout_session_id)
                  .join(Booking, Booking.id == Payment.booking_id)
                  .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
                         Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
-    paid_there = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
-                         func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
-                         Payment.currency, Payment.status, Payment.checkout_session_id)
-                  .select_from(Payment)
-                  .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
-                  .where(Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.PROCESSING)),
-                         WebhookEvent.type.in_(PAID_SESSION_EVENTS), WebhookEvent.received_at < now - STUCK_AFTER)
-                  .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
-                            Payment.currency, Payment.status, Payment.checkout_session_id))
-    both = union_all(paid_here, paid_there).subquery()
+    def paid_there(*where):
+        return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
+                       func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
+                       Payment.currency, Payment.status, Payment.checkout_session_id)
+                .select_from(Payment)
+                .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
+                .where(WebhookEvent.received_at < now - STUCK_AFTER, *where)
+                .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
+                          Payment.currency, Payment.status, Payment.checkout_session_id))
+
+    waiting = paid_there(Payment.status == PaymentStatus.PENDING, WebhookEvent.type.in_(PAID_SESSION_EVENTS))
+    # a delayed method's "completed" comes unpaid: only its "succeeded" means money
+    delayed = paid_there(Payment.status == PaymentStatus.PROCESSING,
+                         WebhookEvent.type == "checkout.session.async_payment_succeeded")
+    # the hold lapsed and the payment with it, but the event bringing the money was never processed
+    lapsed = paid_there(WebhookEvent.status.in_(BACKLOG_STATUSES), WebhookEvent.type.in_(PAID_SESSION_EVENTS),
+                        Payment.status.in_((PaymentStatus.EXPIRED, PaymentStatus.FAILED)))
+    both = union_all(paid_here, waiting, delayed, lapsed).subquery()
     return (select(both.c.id, both.c.studio_id, func.min(both.c.since).label("since"), both.c.booking_id,
                    both.c.amount_minor, both.c.currency, both.c.status, both.c.checkout_session_id)
-            .where(_unresolved("paid_unconfirmed", "payment", both.c.id))
+            .where(_unresolved("paid_unconfirmed", "payment", both.c.id,
+                               select(Payment.updated_at).where(Payment.id == both.c.id).scalar_subquery()))
             .group_by(both.c.id, both.c.studio_id, both.c.booking_id, both.c.amount_minor, both.c.currency,
                       both.c.status, both.c.checkout_session_id))
 
@@ -94,16 +105,18 @@ def _event_columns():
 
 
 def _stuck_events(now: datetime) -> Select:
+    # Waiting events count from their arrival: the sweep bumps `updated_at` each time it queues them again.
     waiting = and_(WebhookEvent.status.in_((EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.RETRY)),
-                   WebhookEvent.updated_at < now - STUCK_AFTER)
+                   WebhookEvent.received_at < now - STUCK_AFTER)
     abandoned = and_(WebhookEvent.status == EventStatus.PROCESSING, WebhookEvent.updated_at < now - configured_lease())
-    return select(*_event_columns()).where(or_(waiting, abandoned),
-                                           _unresolved("stuck_events", "event", WebhookEvent.id))
+    return select(*_event_columns()).where(
+        or_(waiting, abandoned), _unresolved("stuck_events", "event", WebhookEvent.id, WebhookEvent.updated_at))
 
 
 def _dead_events(now: datetime) -> Select:
     return select(*_event_columns()).where(WebhookEvent.status == EventStatus.DEAD,
-                                           _unresolved("dead_events", "event", WebhookEvent.id))
+                                           _unresolved("dead_events", "event", WebhookEvent.id,
+                                                       WebhookEvent.updated_at))
 
 
 def _unreleased_holds(now: datetime) -> Select:
@@ -112,7 +125,9 @@ def _unreleased_holds(now: datetime) -> Select:
                    Payment.status.label("payment_status"))
             .outerjoin(Payment, Payment.booking_id == Booking.id)
             .where(Booking.status == BookingStatus.HELD, Booking.hold_expires_at < now - STUCK_AFTER,
-                   _unresolved("unreleased_holds", "booking", Booking.id)))
+                   # a delayed payment still processing keeps its hold; a paid one is `paid_unconfirmed`'s
+                   or_(Payment.id.is_(None), Payment.status.notin_((PaymentStatus.PROCESSING, PaymentStatus.PAID))),
+                   _unresolved("unreleased_holds", "booking", Booking.id, Booking.updated_at)))
 
 
 def _amount_mismatches(now: datetime, full: bool = False) -> Select:
@@ -121,7 +136,7 @@ def _amount_mismatches(now: datetime, full: bool = False) -> Select:
                    Payment.amount_minor, Payment.currency, Payment.amount_received_minor, Payment.received_currency,
                    Payment.flag_detail)
             .where(Payment.status == PaymentStatus.MISMATCH,
-                   _unresolved("amount_mismatches", "payment", Payment.id)))
+                   _unresolved("amount_mismatches", "payment", Payment.id, Payment.updated_at)))
 
 
 def _refund_columns():
@@ -134,7 +149,8 @@ def _stuck_refunds(now: datetime) -> Select:
     return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
             .where(or_(and_(Refund.status == RefundStatus.PENDING, Refund.created_at < now - STUCK_AFTER),
                        Refund.status == RefundStatus.FAILED),
-                   _unresolved("stuck_refunds", "refund", Refund.id)))
+                   Refund.reason != "external",  # Stripe's own refunds are `external_refunds`' to show
+                   _unresolved("stuck_refunds", "refund", Refund.id, Refund.updated_at)))
 
 
 def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
@@ -146,7 +162,7 @@ def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
     return (select(Booking.id.label("id"), Booking.studio_id.label("studio_id"), Booking.updated_at.label("since"),
                    Booking.start_at, Booking.price_minor, Booking.currency)
             .where(Booking.status == BookingStatus.CONFIRMED, *recent, ~settled,
-                   _unresolved("confirmed_without_payment", "booking", Booking.id)))
+                   _unresolved("confirmed_without_payment", "booking", Booking.id, Booking.updated_at)))
 
 
 def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
@@ -158,14 +174,14 @@ def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
                               other.start_at < Booking.occupied_until, Booking.start_at < other.occupied_until))
             .where(Booking.status.in_(live), other.status.in_(live),
                    *(() if full else (Booking.start_at >= now - LESSONS_IN_PLAY,)),
-                   _unresolved("overlapping_bookings", "booking", Booking.id)))
+                   _unresolved("overlapping_bookings", "booking", Booking.id, Booking.updated_at)))
 
 
 def _external_refunds(now: datetime) -> Select:
     from portal.services.refunds import EXTERNAL
 
     return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
-            .where(Refund.reason == EXTERNAL, _unresolved("external_refunds", "refund", Refund.id)))
+            .where(Refund.reason == EXTERNAL, _unresolved("external_refunds", "refund", Refund.id, Refund.updated_at)))
 
 
 def _stripe_drift(now: datetime) -> Select:
@@ -182,14 +198,14 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
           "gone).", _paid_unconfirmed),
     Query("stuck_events", "Webhook events not processed", "event",
           "Stored more than 10 minutes ago and still waiting (received, queued, retrying, or held by a worker that "
-          "stopped). The sweep queues them again every 30 seconds: if they stay, the workers or Redis are down. "
-          "Replay one once the cause is fixed.", _stuck_events),
+          "stopped). The sweep queues an event again once it has waited 10 minutes: if they stay, the workers or "
+          "Redis are down. Replay one once the cause is fixed.", _stuck_events),
     Query("dead_events", "Dead webhook events", "event",
           "Out of retries. Read the last error, fix its cause, then replay the event (or mark it resolved with the "
           "reason if it needs no processing).", _dead_events),
     Query("unreleased_holds", "Expired holds not released", "booking",
-          "Holds past their expiry for more than 10 minutes still block their time. Usually money is moving for "
-          "them (a delayed payment); otherwise release the hold.", _unreleased_holds),
+          "Holds past their expiry for more than 10 minutes that still block their time, with no payment under "
+          "way or received. Release the hold.", _unreleased_holds),
     Query("amount_mismatches", "Amount or currency mismatches", "payment",
           "Stripe received a different amount or currency than the lesson costs. Never retried: investigate it as "
           "possible fraud, then refund in full.", _amount_mismatches, must_be_empty=True),

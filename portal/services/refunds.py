@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import dispatch, metrics, tenancy
 from portal.extensions import db
 from portal.models import Payment, PaymentFlag, Refund, RefundStatus
+from portal.parsing import whole_number
 from portal.payments import PaymentProvider, PaymentProviderError, TransientProviderError
 from portal.services import audit
 from portal.services.errors import InvalidInput
@@ -63,6 +64,17 @@ def queue(refund_id: int) -> None:
         log.warning("refund %s recorded but not queued: %s", refund_id, error)
 
 
+def provider_metadata(refund: Refund) -> dict[str, str]:
+    """What Stripe keeps on a refund we send: our row and which attempt of it (a retry by ops is a new attempt with
+    a new idempotency key), so `reconcile` can tell the live attempt from a superseded one."""
+    return {"refund_id": str(refund.id), "payment_id": str(refund.payment_id), "attempt": str(refund.retries)}
+
+
+def _own_attempt(remote) -> tuple[str, int]:
+    metadata = remote.metadata or {}
+    return str(metadata.get("refund_id", "")), whole_number(str(metadata.get("attempt", "0"))) or 0
+
+
 def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attempts: int) -> str:
     """Send one recorded refund. Returns its outcome; raises `RetryLater` while attempts remain."""
     refund = db.session.get(Refund, refund_id)
@@ -71,7 +83,7 @@ def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attemp
     refund.attempts += 1
     refund.updated_at = now
     call = dict(payment_intent_id=refund.payment.payment_intent_id, amount_minor=refund.amount_minor,
-                reason=refund.reason, metadata={"refund_id": str(refund.id), "payment_id": str(refund.payment_id)},
+                reason=refund.reason, metadata=provider_metadata(refund),
                 idempotency_key=refund.idempotency_key)
     attempts = refund.attempts
     db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers
@@ -101,17 +113,23 @@ def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
 
 
 def record_result(refund_id: int, provider_id: str, status: str, *, now: datetime) -> str:
-    """Apply the provider's word on a refund (from its answer or a later re-fetch); returns the refund's status."""
+    """Apply the provider's word on a refund (from its answer or a later re-fetch); returns the refund's status.
+    A refund we marked failed (its request timed out, say) that Stripe reports succeeded did go back: it becomes
+    succeeded and its payment's refund-failed flag is lowered."""
     refund = db.session.get(Refund, refund_id)
-    if status == "succeeded" and refund.status == RefundStatus.PENDING:
+    if status == "succeeded" and refund.status in (RefundStatus.PENDING, RefundStatus.FAILED):
+        was_failed = refund.status == RefundStatus.FAILED
         refund_states.succeed(refund_id, now=now, provider_refund_id=provider_id)
         metrics.refund_operations.labels("succeeded").inc()
+        db.session.refresh(refund)
+        if was_failed and refund.payment.flag == PaymentFlag.REFUND_FAILED and not _any_failed(refund.payment_id):
+            refund.payment.flag, refund.payment.flag_detail = None, ""
     elif status in ("failed", "canceled") and refund.status == RefundStatus.PENDING:
         refund_states.fail(refund_id, now=now, error=f"Stripe reports the refund {status}",
                            provider_refund_id=provider_id)
         refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
         metrics.refund_operations.labels("failed").inc()
-    elif status == "pending":
+    elif status == "pending" and refund.status == RefundStatus.PENDING:
         refund.provider_refund_id = provider_id
         metrics.refund_operations.labels("pending").inc()
     payment_states.record_refunds(refund.payment_id, now=now)
@@ -119,24 +137,42 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
     return db.session.get(Refund, refund_id).status.value
 
 
+def _any_failed(payment_id: int) -> bool:
+    return db.session.scalar(select(func.count(Refund.id)).where(
+        Refund.payment_id == payment_id, Refund.status == RefundStatus.FAILED)) > 0
+
+
 EXTERNAL = "external"
 
 
-def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime) -> list[int]:
-    """Bring a payment's refunds in line with Stripe's list for its PaymentIntent: ours get Stripe's latest word,
-    and a refund the portal never made (one issued in the Stripe Dashboard, say) is recorded with reason
-    `external` and audited, so the money is accounted for and ops see it. Returns the ids of new external rows."""
+def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime, remote: list | None = None) -> list[int]:
+    """Bring a payment's refunds in line with Stripe's list for its PaymentIntent (`remote`, when the caller already
+    fetched it): ours get Stripe's latest word, and a refund the portal never made (one issued in the Stripe
+    Dashboard, say) is recorded with reason `external` and audited, so the money is accounted for and ops see it.
+    Stripe's refunds carry our row and attempt in their metadata; an attempt that a retry superseded (it failed,
+    or the retry would have been refused) is ours, not external, and changes nothing. Returns the new external
+    rows' ids."""
     payment = db.session.get(Payment, payment_id)
     intent = payment.payment_intent_id
     ours = {r.provider_refund_id: r.id for r in payment.refunds if r.provider_refund_id}
-    unsent = {str(r.id): r.id for r in payment.refunds if not r.provider_refund_id}
+    rows = {str(r.id): (r.id, r.retries) for r in payment.refunds}
     db.session.commit()  # no transaction while Stripe answers
     if not intent:
         return []
-    remote = provider.list_refunds(payment_intent_id=intent)
+    if remote is None:
+        remote = provider.list_refunds(payment_intent_id=intent)
     added = []
     for refund in remote:
-        own_id = ours.get(refund.id) or unsent.get(str(refund.metadata.get("refund_id", "")))
+        own_id = ours.get(refund.id)
+        if own_id is None:
+            row_id, attempt = _own_attempt(refund)
+            if row_id in rows:
+                own_id, live_attempt = rows[row_id]
+                if attempt != live_attempt:
+                    if refund.status not in ("failed", "canceled"):
+                        log.error("refund %s: Stripe refund %s of superseded attempt %s is %s", own_id, refund.id,
+                                  attempt, refund.status)
+                    continue
         if own_id is not None:
             record_result(own_id, refund.id, refund.status, now=now)
             continue

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from babel import Locale, UnknownLocaleError
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
 from portal.extensions import db
@@ -71,7 +72,12 @@ def create(form: NewStudio, *, actor: audit.Actor, now: datetime) -> Studio:
         studio = Studio(slug=form.slug, name=form.name, timezone=form.timezone, currency=form.currency,
                         locale=form.locale, created_at=now)
         db.session.add(studio)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same address taken by a request that passed validation at the same moment
+            db.session.rollback()
+            raise InvalidInput("Another studio has this address already.", code="slug_invalid",
+                               field="slug") from None
         configuration.start(studio, now=now, actor=actor)
         audit.record(actor=actor, action="studio.create", target_type="studio", target_id=studio.id,
                      studio_id=studio.id, now=now,

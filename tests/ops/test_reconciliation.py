@@ -242,12 +242,15 @@ def test_drift_finds_what_stripe_knows_and_the_portal_missed(app, client, studio
     control(stripe_standin, "webhooks/pause")
     pay(stripe_standin, session_id)  # paid at Stripe; the event never reaches the portal
     assert ops.post("/ops/drift", data={"csrf_token": ops.csrf}).status_code == 303
+    drain(app)
     kinds = {(item["kind"], item["payment_id"]) for item in listed(app, "stripe_drift")}
     assert ("unsettled_session", payment_id) in kinds and ("missing_event", payment_id) in kinds
     control(stripe_standin, "webhooks/resume")
     deliver(app, client, stripe_standin, types=("checkout.session.completed",))
     assert status_of(app, Booking, booking_id) == BookingStatus.CONFIRMED
     assert ops.post("/ops/drift", data={"csrf_token": ops.csrf}).status_code == 303
+    drain(app)
+    assert len(audited(app, "ops.drift.run", None)) == 2
     remaining = {item["kind"] for item in listed(app, "stripe_drift")}
     assert "unsettled_session" not in remaining and "missing_event" not in remaining
 

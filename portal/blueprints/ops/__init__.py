@@ -9,6 +9,7 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from portal.blueprints.context import ops_required
+from portal.parsing import whole_number
 from portal.services.audit import Actor
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
@@ -31,8 +32,7 @@ def actor() -> Actor:
 
 
 def page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
+    return whole_number(request.args.get("page", "1"), 1, 9_999) or 1
 
 
 from portal.blueprints.ops import console, entities, repairs, studios  # noqa: E402,F401  (modules add routes)

@@ -13,6 +13,7 @@ from portal.blueprints.ops import bp, ops_only, page_number
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, Studio
+from portal.parsing import whole_number
 from portal.services import ops_search, reconciliation
 from portal.services.errors import InvalidInput
 
@@ -38,9 +39,10 @@ def _filters() -> dict:
         filters["studio_id"] = studio_id
     raw_age = (request.args.get("min_age") or "").strip()
     if raw_age:
-        if not raw_age.isdigit() or int(raw_age) > 525_600:
+        minutes = whole_number(raw_age, 0, 525_600)
+        if minutes is None:
             raise InvalidInput("The minimum age is a number of minutes.", code="min_age_invalid", field="min_age")
-        filters["min_age"] = timedelta(minutes=int(raw_age))
+        filters["min_age"] = timedelta(minutes=minutes)
     return filters
 
 

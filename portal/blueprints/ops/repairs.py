@@ -8,7 +8,7 @@ from portal.blueprints.auth import safe_next
 from portal.blueprints.ops import actor, bp, ops_only
 from portal.clock import utcnow
 from portal.payments import get_provider
-from portal.services import drift, ops_actions
+from portal.services import ops_actions
 
 
 def _back(default: str):
@@ -52,7 +52,8 @@ def release_hold(booking_id: int):
 @bp.post("/refunds/<int:refund_id>/retry")
 @ops_only
 def retry_refund(refund_id: int):
-    ops_actions.retry_refund(refund_id, actor=actor(), note=_note(), now=utcnow(), expected=_expected())
+    ops_actions.retry_refund(refund_id, actor=actor(), note=_note(), provider=get_provider(), now=utcnow(),
+                             expected=_expected())
     flash(f"Refund {refund_id} was queued again.", "success")
     return _back(url_for("ops.query", name="stuck_refunds"))
 
@@ -76,7 +77,6 @@ def resolve(query: str, entity_id: int):
 @bp.post("/drift")
 @ops_only
 def run_drift():
-    report = drift.scan(get_provider(), now=utcnow())
-    flash(f"Compared with Stripe: {report.events_seen} events and {report.sessions_seen} Checkout Sessions; "
-          f"{report.found} new findings, {report.cleared} cleared.", "success")
+    ops_actions.compare_with_stripe(actor=actor(), now=utcnow())
+    flash("The comparison with Stripe is running; its findings appear on this list when it finishes.", "success")
     return _back(url_for("ops.query", name="stripe_drift"))

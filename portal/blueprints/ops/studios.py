@@ -10,6 +10,7 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, Membership, Role, Studio
 from portal.services import studios
+from portal.services.errors import InvalidInput
 
 
 def _studios_page(form: studios.NewStudio | None = None, errors: dict | None = None, status: int = 200):
@@ -39,7 +40,10 @@ def create_studio():
         _cleaned, errors = studios.validate(form)
     if errors:
         return _studios_page(form, errors, 422)
-    studio = studios.create(form, actor=actor(), now=utcnow())
+    try:
+        studio = studios.create(form, actor=actor(), now=utcnow())
+    except InvalidInput as problem:  # lost a race for the address after validation
+        return _studios_page(form, {problem.field or "slug": problem.message}, 422)
     flash(f"{studio.name} is open at /s/{studio.slug}/; its first admin has been invited by email.", "success")
     return redirect(url_for("ops.studios_page"), code=303)
 

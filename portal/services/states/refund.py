@@ -3,6 +3,7 @@
 | transition | from    | to        | when                                                           |
 |------------|---------|-----------|----------------------------------------------------------------|
 | succeed    | pending | succeeded | Stripe says the money went back                                |
+|            | failed  | succeeded | Stripe says so after all (a request we gave up on got through) |
 | fail       | pending | failed    | Stripe refused it, or it failed after its last attempt         |
 | retry      | failed  | pending   | a person asks to try again (the failure's cause was fixed)      |
 """
@@ -17,7 +18,7 @@ from portal.services.states.machine import Machine, Transition
 S = RefundStatus
 
 MACHINE = Machine("refund", Refund, {
-    "succeed": Transition({S.PENDING}, S.SUCCEEDED, "marked as succeeded"),
+    "succeed": Transition({S.PENDING, S.FAILED}, S.SUCCEEDED, "marked as succeeded"),
     "fail": Transition({S.PENDING}, S.FAILED, "marked as failed"),
     "retry": Transition({S.FAILED}, S.PENDING, "retried"),
 })
