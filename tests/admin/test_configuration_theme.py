@@ -81,3 +81,17 @@ def test_a_published_draft_gets_a_cacheable_stylesheet_under_its_own_address(app
     assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     page = _client(app).get(f"{STUDIO}/").get_data(as_text=True)
     assert f'href="/s/melody-and-meter/theme/{draft}.css"' in page
+
+
+def test_text_on_any_brand_colour_meets_wcag_aa():
+    """Every colour an admin can pick (a 4-bit grid of the RGB cube, and the default accent that once fell short)
+    gets the ink that reads on it at 4.5:1 or better."""
+    from portal.services.configuration.theme import _luminance, ink_on
+
+    def contrast(a: str, b: str) -> float:
+        high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+        return (high + 0.05) / (low + 0.05)
+
+    grid = [f"#{r:02x}{g:02x}{b:02x}" for r in range(0, 256, 17) for g in range(0, 256, 17) for b in range(0, 256, 17)]
+    worst = min(grid + ["#c8553d", "#d4a017", "#4b3fa7"], key=lambda colour: contrast(colour, ink_on(colour)))
+    assert contrast(worst, ink_on(worst)) >= 4.5, worst

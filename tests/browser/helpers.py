@@ -123,7 +123,27 @@ def wait_for(read, check, timeout: float = 10.0, interval: float = 0.1):
         time.sleep(interval)
 
 
+#: axe-core impact levels that fail a test: what keeps a person from using the page, not advice.
+BLOCKING_IMPACTS = ("serious", "critical")
+
+
+def assert_accessible(page: Page, what: str) -> None:
+    """axe-core (bundled with axe-playwright-python, nothing downloaded) finds no serious or critical WCAG 2.x A/AA
+    violation on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
+                                                                             "wcag21aa"]}})
+    blocking = [f"{v['id']} ({v['impact']}): {v['help']} at " + ", ".join(
+                    f"{node['html'][:120]} ({node.get('failureSummary', '').splitlines()[-1][:160]})"
+                    for node in v["nodes"][:3])
+                for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
+    assert not blocking, f"{what} is not accessible:\n" + "\n".join(blocking)
+
+
 def assert_fits_phone_width(page: Page, what: str) -> None:
+    """The page works at a phone's width (390 px, no sideways scrolling) and, there, passes the accessibility
+    check: every page the browser tests look at on a phone is also checked by axe."""
     page.set_viewport_size({"width": 390, "height": 844})
     try:
         assert page.evaluate("() => window.innerWidth") == 390
@@ -138,5 +158,6 @@ def assert_fits_phone_width(page: Page, what: str) -> None:
             return {scrollWidth: document.scrollingElement.scrollWidth, wide: wide.slice(0, 10)};
         }""")
         assert overflow is None, f"{what} scrolls sideways at 390 px: {overflow}"
+        assert_accessible(page, what)
     finally:
         page.set_viewport_size({"width": 1280, "height": 720})

@@ -94,7 +94,8 @@ def test_a_retried_refund_is_not_undone_by_the_attempt_it_superseded(app, client
         assert refunds.reconcile(payment_id, get_provider(), now=utcnow()) == []
     with within(app):
         rows = db.session.scalars(select(Refund).where(Refund.payment_id == payment_id)).all()
-        assert [(r.id, r.status, r.reason) for r in rows] == [(stuck["id"], RefundStatus.SUCCEEDED, "requested_by_customer")]
+        assert [(r.id, r.status, r.reason) for r in rows] == [
+            (stuck["id"], RefundStatus.SUCCEEDED, "requested_by_customer")]
     assert ids(app, "external_refunds") == [] and ids(app, "stuck_refunds") == []
 
 
