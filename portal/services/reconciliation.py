@@ -68,19 +68,20 @@ def _paid_unconfirmed(now: datetime) -> Select:
     # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up.
     paid_here = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), Payment.paid_at.label("since"),
                         Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
-                        Payment.checkout_session_id)
+                        Payment.checkout_session_id, Payment.updated_at.label("changed_at"))
                  .join(Booking, Booking.id == Payment.booking_id)
                  .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
                         Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
     def paid_there(*where):
         return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
                        func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
-                       Payment.currency, Payment.status, Payment.checkout_session_id)
+                       Payment.currency, Payment.status, Payment.checkout_session_id,
+                       Payment.updated_at.label("changed_at"))
                 .select_from(Payment)
                 .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
                 .where(WebhookEvent.received_at < now - STUCK_AFTER, *where)
                 .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
-                          Payment.currency, Payment.status, Payment.checkout_session_id))
+                          Payment.currency, Payment.status, Payment.checkout_session_id, Payment.updated_at))
 
     waiting = paid_there(Payment.status == PaymentStatus.PENDING, WebhookEvent.type.in_(PAID_SESSION_EVENTS))
     # a delayed method's "completed" comes unpaid: only its "succeeded" means money
@@ -92,8 +93,7 @@ def _paid_unconfirmed(now: datetime) -> Select:
     both = union_all(paid_here, waiting, delayed, lapsed).subquery()
     return (select(both.c.id, both.c.studio_id, func.min(both.c.since).label("since"), both.c.booking_id,
                    both.c.amount_minor, both.c.currency, both.c.status, both.c.checkout_session_id)
-            .where(_unresolved("paid_unconfirmed", "payment", both.c.id,
-                               select(Payment.updated_at).where(Payment.id == both.c.id).scalar_subquery()))
+            .where(_unresolved("paid_unconfirmed", "payment", both.c.id, both.c.changed_at))
             .group_by(both.c.id, both.c.studio_id, both.c.booking_id, both.c.amount_minor, both.c.currency,
                       both.c.status, both.c.checkout_session_id))
 

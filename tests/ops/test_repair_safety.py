@@ -24,7 +24,7 @@ from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
 from portal.services import refunds, sweeps
 from tests.conftest import STRIPE_API_KEY
-from tests.ops.conftest import STUDIO, hold, later, log_in, within
+from tests.ops.conftest import STUDIO, hold, later, lesson_start, log_in, within
 from tests.ops.test_reconciliation import BOTH, audited, ids, listed, paid_lesson, repair, status_of
 from tests.payments.helpers import control, deliver, drain, pay
 
@@ -154,6 +154,22 @@ def test_money_whose_event_waited_past_the_hold_is_paid_unconfirmed_until_refetc
         assert ids(app, "paid_unconfirmed") == []
         (entry,) = audited(app, "payment.refetch", payment_id)
         assert (entry.before, entry.after) == ({"status": "expired"}, {"status": "paid"})
+
+
+@BOTH
+def test_resolving_one_paid_but_unconfirmed_payment_leaves_the_others(app, client, studio, ops, stripe_standin):
+    first = hold(app, studio, start=lesson_start(studio, hh_mm="10:00"))
+    second = hold(app, studio, "rival@example.com", start=lesson_start(studio, hh_mm="14:00"))
+    for _booking_id, _payment_id, session_id in (first, second):
+        pay(stripe_standin, session_id)
+    store_without_queueing(app, client, stripe_standin)
+    with later(45):
+        with app.app_context():
+            assert sweeps.release_expired_holds(provider=get_provider(), now=utcnow()) == 2
+        assert ids(app, "paid_unconfirmed") == sorted([first[1], second[1]])
+        assert repair(ops, f"/ops/resolve/paid_unconfirmed/{first[1]}", note="student refunded by phone"
+                      ).status_code == 303
+        assert ids(app, "paid_unconfirmed") == [second[1]]
 
 
 @BOTH
