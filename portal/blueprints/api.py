@@ -41,15 +41,27 @@ def published_config():
 
 @bp.get("/availability")
 def availability_for_day():
+    """One day (`date`) or a range of days (`from` and `to`, at most 62) in one answer."""
     args = request.args
-    missing = [name for name in ("package", "resource", "date") if not args.get(name)]
+    ranged = "from" in args or "to" in args
+    wanted = ("package", "resource", "from", "to") if ranged else ("package", "resource", "date")
+    missing = [name for name in wanted if not args.get(name)]
     if missing:
         raise InvalidInput(f"Missing query parameter(s): {', '.join(missing)}.", code="parameter_missing")
     now = utcnow()
+    if ranged:
+        first, last = availability.parse_range(args["from"], args["to"])
+        offer = availability.find_offer(args["package"], args["resource"])
+        days = availability.days_in_range(g.studio, offer, first, last, now)
+        return jsonify(**_offer_json(offer), **{"from": first.isoformat(), "to": last.isoformat()},
+                       days=[{"date": day.isoformat(), "slots": [s.isoformat() for s in found]}
+                             for day, found in days])
     offer = availability.find_offer(args["package"], args["resource"])
     day = availability.parse_day(args["date"], g.studio, now)
     slots = availability.free_slots_on(g.studio, offer, day, now)
-    return jsonify(studio=g.studio.slug, package=offer.package.slug, resource=offer.resource.slug,
-                   date=day.isoformat(), timezone=g.studio.timezone,
-                   duration_minutes=offer.package.duration_minutes,
-                   slots=[s.isoformat() for s in slots])
+    return jsonify(**_offer_json(offer), date=day.isoformat(), slots=[s.isoformat() for s in slots])
+
+
+def _offer_json(offer: availability.Offer) -> dict:
+    return {"studio": g.studio.slug, "package": offer.package.slug, "resource": offer.resource.slug,
+            "timezone": g.studio.timezone, "duration_minutes": offer.package.duration_minutes}

@@ -57,6 +57,31 @@ def parse_day(raw: str | None, studio: Studio, now: datetime) -> date:
     return day
 
 
+def parse_range(from_raw: str | None, to_raw: str | None) -> tuple[date, date]:
+    """`from`..`to` (inclusive `YYYY-MM-DD` dates), at most `slots.MAX_RANGE_DAYS` days, in order.
+
+    The range may reach outside the booking window (a month view shows the whole month): days outside it simply
+    have no free times, as `free_slots` answers.
+    """
+    first = parse_date(from_raw or "", field="from")
+    last = parse_date(to_raw or "", field="to")
+    if last < first:
+        raise InvalidInput("The range ends before it starts: `to` must not be before `from`.",
+                           code="range_reversed", field="to")
+    if (last - first).days + 1 > slots.MAX_RANGE_DAYS:
+        raise InvalidInput(f"Ask for at most {slots.MAX_RANGE_DAYS} days at once.", code="range_too_long",
+                           field="to")
+    return first, last
+
+
+def days_in_range(studio: Studio, offer: Offer, first_day: date, last_day: date,
+                  now: datetime) -> list[tuple[date, list[datetime]]]:
+    """Every day from `first_day` to `last_day` with its free starts (empty outside the booking window)."""
+    found = free_slots(studio, offer, first_day, last_day, now)
+    return [(first_day + timedelta(days=n), found.get(first_day + timedelta(days=n), []))
+            for n in range((last_day - first_day).days + 1)]
+
+
 def _utc_span(studio: Studio, first_day: date, last_day: date) -> tuple[datetime, datetime]:
     """UTC instants covering the local days, padded a day each side for buffers and DST."""
     tz = studio.tz
