@@ -13,7 +13,7 @@ from portal.extensions import db, limiter
 from portal.http import error_response, external_url, render
 from portal.models import ConfigState, Package, PaymentStatus, Resource, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, receipts
+from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, month_view, receipts
 from portal.services.audit import Actor
 from portal.services.configuration import display
 from portal.services.configuration.theme import etag as theme_etag
@@ -79,14 +79,18 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
         day = availability.parse_day(date_raw, studio, now)
     except InvalidInput as problem:
         day, error = first, problem.message
-    slots = []
+    slots, month = [], None
     if resource is not None:
         offer = availability.Offer(package, resource)
-        slots = availability.free_slots_on(studio, offer, day, now)
+        month = month_view.build(studio, offer, day, now)
+        slots = month.slots_on(day)
         if not slots and not date_raw and error is None:
             free_day = availability.first_free_day(studio, offer, now)
             if free_day is not None:
-                day, slots = free_day, availability.free_slots_on(studio, offer, free_day, now)
+                day = free_day
+                if month.first != day.replace(day=1):
+                    month = month_view.build(studio, offer, day, now)
+                slots = month.slots_on(day)
                 notice = (f"No free times left today. Showing {formatting.day(day)}, "
                           "the first day with a free time.")
             else:
@@ -97,7 +101,7 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
                        date=other_day.isoformat())
 
     return dict(package=package, resources=resources, resource=resource, day=day, first_day=first,
-                last_day=last, slots=slots, error=error, notice=notice,
+                last_day=last, slots=slots, month=month, error=error, notice=notice,
                 picker_url=url_for(picker_endpoint, **picker_values),
                 day_url=day_url, slot_action=slot_action or url_for("studio.create_booking"),
                 hidden=hidden if hidden is not None else {"package": package.slug})
