@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import select
 
 from portal.blueprints.context import studio_scoped
 from portal.clock import utcnow
-from portal.extensions import db
-from portal.models import Package, Resource
-from portal.services import availability, configuration
+from portal.services import availability, configuration, studio_cache
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
@@ -22,8 +19,9 @@ def _studio_json():
 
 @bp.get("/packages")
 def packages():
-    shown = display.listed(configuration.document_of(g.studio), db.session.scalars(select(Package)).all())
-    resources = db.session.scalars(select(Resource).where(Resource.active.is_(True)).order_by(Resource.name))
+    calendar = studio_cache.calendar(g.studio)
+    shown = display.listed(configuration.document_of(g.studio), list(calendar.packages))
+    resources = calendar.active_resources()
     return jsonify(
         studio=_studio_json(),
         packages=[{"slug": s.package.slug, "name": s.package.name, "description": s.package.description,
@@ -51,12 +49,12 @@ def availability_for_day():
     now = utcnow()
     if ranged:
         first, last = availability.parse_range(args["from"], args["to"])
-        offer = availability.find_offer(args["package"], args["resource"])
+        offer = availability.find_offer(g.studio, args["package"], args["resource"])
         days = availability.days_in_range(g.studio, offer, first, last, now)
         return jsonify(**_offer_json(offer), **{"from": first.isoformat(), "to": last.isoformat()},
                        days=[{"date": day.isoformat(), "slots": [s.isoformat() for s in found]}
                              for day, found in days])
-    offer = availability.find_offer(args["package"], args["resource"])
+    offer = availability.find_offer(g.studio, args["package"], args["resource"])
     day = availability.parse_day(args["date"], g.studio, now)
     slots = availability.free_slots_on(g.studio, offer, day, now)
     return jsonify(**_offer_json(offer), date=day.isoformat(), slots=[s.isoformat() for s in slots])

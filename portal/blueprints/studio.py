@@ -11,9 +11,19 @@ from portal.blueprints.context import studio_scoped, studio_view, visible_bookin
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import error_response, external_url, render
-from portal.models import ConfigState, Package, PaymentStatus, Resource, Role
+from portal.models import ConfigState, Package, PaymentStatus, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, month_view, receipts
+from portal.services import (
+    accounts,
+    availability,
+    bookings,
+    checkout,
+    configuration,
+    fulfilment,
+    month_view,
+    receipts,
+    studio_cache,
+)
 from portal.services.audit import Actor
 from portal.services.configuration import display
 from portal.services.configuration.theme import etag as theme_etag
@@ -27,11 +37,11 @@ bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
 
 def _listed_packages():
     """What the studio shows: active, visible packages, featured first, in the configuration's order."""
-    return display.listed(studio_view().document, db.session.scalars(select(Package)).all())
+    return display.listed(studio_view().document, list(studio_cache.calendar(g.studio).packages))
 
 
 def _resources():
-    return db.session.scalars(select(Resource).where(Resource.active.is_(True)).order_by(Resource.name)).all()
+    return studio_cache.calendar(g.studio).active_resources()
 
 
 @bp.get("/")
@@ -107,8 +117,8 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
                 hidden=hidden if hidden is not None else {"package": package.slug})
 
 
-def _package_or_404(package_slug: str) -> Package:
-    package = db.session.scalar(select(Package).where(Package.slug == package_slug, Package.active.is_(True)))
+def _package_or_404(package_slug: str) -> studio_cache.CachedPackage:
+    package = studio_cache.calendar(g.studio).package(package_slug)
     if package is None:
         abort(404, "This lesson package is not offered here.")
     return package
