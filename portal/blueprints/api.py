@@ -5,6 +5,7 @@ from flask import Blueprint, g, jsonify, request
 
 from portal.blueprints.context import studio_scoped
 from portal.clock import utcnow
+from portal.http import public
 from portal.services import availability, configuration, studio_cache
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
@@ -18,6 +19,7 @@ def _studio_json():
 
 
 @bp.get("/packages")
+@public
 def packages():
     calendar = studio_cache.calendar(g.studio)
     shown = display.listed(configuration.document_of(g.studio), list(calendar.packages))
@@ -32,12 +34,14 @@ def packages():
 
 
 @bp.get("/config")
+@public
 def published_config():
     """The published configuration (public: it is what every student's page shows)."""
     return jsonify(version=g.studio.config_version, config=configuration.document_of(g.studio))
 
 
 @bp.get("/availability")
+@public
 def availability_for_day():
     """One day (`date`) or a range of days (`from` and `to`, at most 62) in one answer."""
     args = request.args

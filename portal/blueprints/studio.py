@@ -10,7 +10,7 @@ from portal.blueprints.auth import login_limit
 from portal.blueprints.context import studio_scoped, studio_view, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
-from portal.http import error_response, external_url, render
+from portal.http import error_response, external_url, public, render
 from portal.models import ConfigState, Package, PaymentStatus, Role
 from portal.payments import PaymentProviderError, get_provider
 from portal.services import (
@@ -45,6 +45,7 @@ def _resources():
 
 
 @bp.get("/")
+@public
 def home():
     joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
     return render_template("studio/home.html", packages=_listed_packages(), resources=_resources(), joined=joined)
@@ -125,6 +126,7 @@ def _package_or_404(package_slug: str) -> studio_cache.CachedPackage:
 
 
 @bp.get("/packages/<package_slug>")
+@public
 def package(package_slug: str):
     context = picker_context(_package_or_404(package_slug), request.args.get("resource"),
                              request.args.get("date"))
