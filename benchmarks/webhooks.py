@@ -248,8 +248,9 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
         ack.update(stored=sum(stored.values()), stored_by_status=stored, rq_queued=cache.llen("rq:queue:portal"))
         cache.flushdb()  # those trivial jobs would only delay part 2
 
+        handled = fulfilment.SESSION_EVENTS | fulfilment.REFUND_EVENTS
         post_json(f"{standin_base}/_standin/webhook", {"url": f"{base}/webhooks/stripe", "secret": secret,
-                                                       "enabled_events": sorted(fulfilment.HANDLED)})
+                                                       "enabled_events": sorted(handled)})
         slots = all_slots(datetime.now(timezone.utc).date() + timedelta(days=2))
         for workers in (1, 2):
             with app.app_context():
