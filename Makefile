@@ -43,6 +43,7 @@ standin: $(STAMP)
 	$(BIN)/python -m stripe_standin --port $${STANDIN_PORT:-12111}
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.http_paths
 	$(BIN)/python -m benchmarks.availability
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.reconciliation

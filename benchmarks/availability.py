@@ -135,7 +135,7 @@ def run(args: argparse.Namespace, database_url: str, instance_path: str) -> dict
     with app.app_context():
         studio = db.session.scalar(db.select(Studio).where(Studio.slug == SLUG))
         with tenancy.scoped(studio.id):
-            offer = availability.find_offer("lesson-60", resource)
+            offer = availability.find_offer(studio, "lesson-60", resource)
             r["service_day"], found = timed(lambda: availability.free_slots_on(studio, offer, busy_day, now),
                                             args.iterations, args.warmup)
             r["service_day"]["slots"] = len(found)

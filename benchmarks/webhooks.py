@@ -13,7 +13,8 @@ postgresql://postgres@127.0.0.1:5432/test, dropped at the end also on errors, Ct
    from webhook_events' timestamps: deliver = pay -> webhook received; queue = received -> job started (enqueue,
    RQ wait); work = job started -> seen confirmed (incl. re-fetching the session, and up to one poll interval).
 Read p95/max against p50: a wide gap is queueing; a large `queue` means the workers cannot keep up with --rate.
-Run: .venv/bin/python -m benchmarks.webhooks [--events 2000] [--concurrency 16] [--bookings 100] [--rate 20] [--json]
+Run: .venv/bin/python -m benchmarks.webhooks [--events 2000] [--concurrency 16] [--bookings 100] [--rate 20]
+     [--worker-threads 1] [--json]
 """
 from __future__ import annotations
 
@@ -247,16 +248,19 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
         ack.update(stored=sum(stored.values()), stored_by_status=stored, rq_queued=cache.llen("rq:queue:portal"))
         cache.flushdb()  # those trivial jobs would only delay part 2
 
+        handled = fulfilment.SESSION_EVENTS | fulfilment.REFUND_EVENTS
         post_json(f"{standin_base}/_standin/webhook", {"url": f"{base}/webhooks/stripe", "secret": secret,
-                                                       "enabled_events": sorted(fulfilment.HANDLED)})
+                                                       "enabled_events": sorted(handled)})
         slots = all_slots(datetime.now(timezone.utc).date() + timedelta(days=2))
         for workers in (1, 2):
             with app.app_context():
                 pairs = hold_and_checkout(studio_id, slots, args.bookings, f"w{workers}")
-            group = [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0"], env, f"{tmp}/worker.log")
+            group = [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0",
+                                 "--threads", str(args.worker_threads)], env, f"{tmp}/worker.log")
                      for _ in range(workers)]
             procs.extend(group)
-            wait_until(lambda count=workers: Worker.count(connection=cache) >= count, f"{workers} RQ worker(s)",
+            wait_until(lambda count=workers * args.worker_threads: Worker.count(connection=cache) >= count,
+                       f"{workers} RQ worker process(es)",
                        group[0])
             report[f"pay_to_confirmed_w{workers}"] = {
                 "workers": workers, "rate_per_s": args.rate,
@@ -294,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for part 1")
     parser.add_argument("--bookings", type=int, default=100, help="bookings paid per worker count in part 2")
     parser.add_argument("--rate", type=float, default=20.0, help="payments per second in part 2")
+    parser.add_argument("--worker-threads", type=int, default=1,
+                        help="jobs each worker process runs at once (python -m worker --threads)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for confirmations after paying")
     parser.add_argument("--json", action="store_true", help="JSON on stdout (the table then goes to stderr)")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Cross-cutting HTTP behaviour: security headers, caching of private pages, page-or-fragment rendering, errors."""
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -42,6 +43,35 @@ def render(page: str, fragment: str | None = None, status: int = 200, **context)
     if fragment is not None:
         response.vary.add("HX-Request")
     return response
+
+
+def public(view):
+    """For a public page or answer that depends only on its URL (and `HX-Request`), never on who asks.
+
+    It answers a conditional GET: an `ETag` from the body, and `304` when `If-None-Match` still matches (the
+    studio's catalogue, calendar, configuration or bookings changed: the body, hence the tag, differs). A visitor
+    without a session (no cookie) gets `Cache-Control` a shared cache such as a CDN honours for
+    `PUBLIC_CACHE_SECONDS`, while browsers revalidate every time; anonymous pages set no cookie (the base template
+    gives a CSRF token, and so a session, to logged-in people only). Logged-in people's pages stay
+    `private, no-store` (`_private_pages`), and `Vary: Cookie` keeps the two apart in any cache.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        response = make_response(view(*args, **kwargs))
+        if request.method not in ("GET", "HEAD") or response.status_code != 200:
+            return response
+        response.vary.add("Cookie")
+        config = current_app.config
+        if not any(name in request.cookies for name in (config["SESSION_COOKIE_NAME"],
+                                                         config.get("REMEMBER_COOKIE_NAME", "remember_token"))):
+            seconds = config["PORTAL_SETTINGS"].public_cache_seconds
+            response.headers["Cache-Control"] = (f"public, max-age=0, s-maxage={seconds}" if seconds > 0
+                                                 else "public, no-cache")
+        response.add_etag()
+        return response.make_conditional(request)
+
+    return wrapper
 
 
 def external_url(endpoint: str, **values) -> str:

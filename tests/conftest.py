@@ -231,7 +231,8 @@ class AuthActions:
         return csrf_token_from(self.client.get(path).get_data(as_text=True))
 
     def login(self, email: str, password: str = "demo-password-1"):
-        return self.client.post("/login", data={"email": email, "password": password, "csrf_token": self.csrf()})
+        return self.client.post("/login", data={"email": email, "password": password,
+                                                "csrf_token": self.csrf("/login")})
 
     def logout(self):
         return self.client.post("/logout", data={"csrf_token": self.csrf()})

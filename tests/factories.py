@@ -11,6 +11,7 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
 from portal.services import configuration
+from portal.services.catalogue import touch_calendar
 
 PASSWORD = "test-password-1"
 
@@ -63,6 +64,7 @@ def make_user(email: str, *, roles=(), ops: bool = False, password: str = PASSWO
 
 def make_blackout(studio: Studio, starts: datetime, ends: datetime, resource: Resource | None = None) -> Blackout:
     with tenancy.all_tenants():
+        touch_calendar(studio.id)  # as the calendar service does: caches of the studio's calendar see it
         blackout = Blackout(studio_id=studio.id, resource_id=resource.id if resource else None, starts_at=starts,
                             ends_at=ends, reason="test")
         db.session.add(blackout)

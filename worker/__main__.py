@@ -1,9 +1,15 @@
 """Run RQ workers for the portal's queue inside an app context, plus the periodic sweeps.
 
-    REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgresql://... python -m worker [--burst] [--sweep-interval 30]
+    REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgresql://... python -m worker [--burst] [--threads N]
 
 `SimpleWorker` runs jobs in this process (no fork per job), so the app context, its engine pool and the
 metrics files stay with one process; scale out by starting more worker processes.
+
+Processing a webhook is mostly waiting for Stripe's answer, so one process can run several jobs at once:
+`--threads N` (or `WORKER_THREADS`) runs N RQ workers in this process, each on its own thread with its own app
+context (hence its own database session) and its own RQ registration. The main thread's worker handles the
+signals and the scheduler, and asks the others to stop with it (a warm stop lets running jobs finish). Job
+timeouts use a timer on the job's thread instead of SIGALRM, which only the main thread can receive.
 """
 from __future__ import annotations
 
@@ -15,12 +21,43 @@ import threading
 from portal import create_app, dispatch, metrics
 
 
+def _worker_classes():
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        """One of the workers on the extra threads: no signal handlers of its own, timeouts by timer."""
+
+        death_penalty_class = TimerDeathPenalty
+
+        @property
+        def dequeue_timeout(self) -> int:
+            return 5  # an idle one notices a stop within seconds
+
+        def _install_signal_handlers(self):
+            pass  # the main thread's worker receives the signals and stops this one
+
+    class MainWorker(SimpleWorker):
+        """The main thread's worker: a stop it is asked for (SIGTERM, SIGINT) is passed on to the others."""
+
+        siblings: list[SimpleWorker] = []
+
+        def request_stop(self, signum, frame):
+            for sibling in self.siblings:
+                sibling._stop_requested = True
+            super().request_stop(signum, frame)
+
+    return MainWorker, ThreadWorker
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--sweep-interval", type=float, default=30.0,
                         help="seconds between sweep rounds (0 disables sweeps in this worker)")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="jobs run at once in this process (default: WORKER_THREADS, else 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -28,17 +65,40 @@ def main(argv=None) -> int:
     dispatcher = app.extensions["dispatcher"]
     if not isinstance(dispatcher, dispatch.RQDispatcher):
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")
-    from rq import SimpleWorker
+    threads = args.threads if args.threads is not None else app.config["PORTAL_SETTINGS"].worker_threads
+    if threads < 1:
+        parser.error("--threads must be at least 1")
+    main_worker_class, thread_worker_class = _worker_classes()
+
+    def named(n: int) -> str | None:
+        return f"{args.name}-{n}" if args.name and threads > 1 else args.name
 
     stop = threading.Event()
+    siblings = [thread_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(n))
+                for n in range(1, threads)]
+
+    def run(sibling):
+        with app.app_context():
+            sibling.work(burst=args.burst, logging_level="INFO")
+
+    running = [threading.Thread(target=run, args=(s,), name=f"rq-worker-{n}", daemon=True)
+               for n, s in enumerate(siblings, start=1)]
     with app.app_context():
         if args.sweep_interval > 0 and not args.burst:
             dispatch.start_sweeper(app, args.sweep_interval, stop)
-        worker = SimpleWorker([dispatcher.queue], connection=dispatcher.queue.connection, name=args.name)
+        worker = main_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(0))
+        worker.siblings = siblings
+        for thread in running:
+            thread.start()
         try:
             worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
         finally:
             stop.set()
+            for sibling in siblings:  # the main worker stopped (or the queue ran dry): the others follow
+                sibling._stop_requested = sibling._stop_requested or not args.burst
+            for thread in running:
+                while thread.is_alive():
+                    thread.join(timeout=1)
             if metrics.multiprocess_mode():
                 from prometheus_client import multiprocess
 

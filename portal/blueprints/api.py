@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import select
 
 from portal.blueprints.context import studio_scoped
 from portal.clock import utcnow
-from portal.extensions import db
-from portal.models import Package, Resource
-from portal.services import availability, configuration
+from portal.http import public
+from portal.services import availability, configuration, studio_cache
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
@@ -21,9 +19,11 @@ def _studio_json():
 
 
 @bp.get("/packages")
+@public
 def packages():
-    shown = display.listed(configuration.document_of(g.studio), db.session.scalars(select(Package)).all())
-    resources = db.session.scalars(select(Resource).where(Resource.active.is_(True)).order_by(Resource.name))
+    calendar = studio_cache.calendar(g.studio)
+    shown = display.listed(configuration.document_of(g.studio), list(calendar.packages))
+    resources = calendar.active_resources()
     return jsonify(
         studio=_studio_json(),
         packages=[{"slug": s.package.slug, "name": s.package.name, "description": s.package.description,
@@ -34,22 +34,36 @@ def packages():
 
 
 @bp.get("/config")
+@public
 def published_config():
     """The published configuration (public: it is what every student's page shows)."""
     return jsonify(version=g.studio.config_version, config=configuration.document_of(g.studio))
 
 
 @bp.get("/availability")
+@public
 def availability_for_day():
+    """One day (`date`) or a range of days (`from` and `to`, at most 62) in one answer."""
     args = request.args
-    missing = [name for name in ("package", "resource", "date") if not args.get(name)]
+    ranged = "from" in args or "to" in args
+    wanted = ("package", "resource", "from", "to") if ranged else ("package", "resource", "date")
+    missing = [name for name in wanted if not args.get(name)]
     if missing:
         raise InvalidInput(f"Missing query parameter(s): {', '.join(missing)}.", code="parameter_missing")
     now = utcnow()
-    offer = availability.find_offer(args["package"], args["resource"])
+    if ranged:
+        first, last = availability.parse_range(args["from"], args["to"])
+        offer = availability.find_offer(g.studio, args["package"], args["resource"])
+        days = availability.days_in_range(g.studio, offer, first, last, now)
+        return jsonify(**_offer_json(offer), **{"from": first.isoformat(), "to": last.isoformat()},
+                       days=[{"date": day.isoformat(), "slots": [s.isoformat() for s in found]}
+                             for day, found in days])
+    offer = availability.find_offer(g.studio, args["package"], args["resource"])
     day = availability.parse_day(args["date"], g.studio, now)
     slots = availability.free_slots_on(g.studio, offer, day, now)
-    return jsonify(studio=g.studio.slug, package=offer.package.slug, resource=offer.resource.slug,
-                   date=day.isoformat(), timezone=g.studio.timezone,
-                   duration_minutes=offer.package.duration_minutes,
-                   slots=[s.isoformat() for s in slots])
+    return jsonify(**_offer_json(offer), date=day.isoformat(), slots=[s.isoformat() for s in slots])
+
+
+def _offer_json(offer: availability.Offer) -> dict:
+    return {"studio": g.studio.slug, "package": offer.package.slug, "resource": offer.resource.slug,
+            "timezone": g.studio.timezone, "duration_minutes": offer.package.duration_minutes}

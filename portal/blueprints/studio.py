@@ -10,10 +10,20 @@ from portal.blueprints.auth import login_limit
 from portal.blueprints.context import studio_scoped, studio_view, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
-from portal.http import error_response, external_url, render
-from portal.models import ConfigState, Package, PaymentStatus, Resource, Role
+from portal.http import error_response, external_url, public, render
+from portal.models import ConfigState, Package, PaymentStatus, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import accounts, availability, bookings, checkout, configuration, fulfilment, receipts
+from portal.services import (
+    accounts,
+    availability,
+    bookings,
+    checkout,
+    configuration,
+    fulfilment,
+    month_view,
+    receipts,
+    studio_cache,
+)
 from portal.services.audit import Actor
 from portal.services.configuration import display
 from portal.services.configuration.theme import etag as theme_etag
@@ -27,14 +37,15 @@ bp = studio_scoped(Blueprint("studio", __name__, url_prefix="/s/<studio_slug>"))
 
 def _listed_packages():
     """What the studio shows: active, visible packages, featured first, in the configuration's order."""
-    return display.listed(studio_view().document, db.session.scalars(select(Package)).all())
+    return display.listed(studio_view().document, list(studio_cache.calendar(g.studio).packages))
 
 
 def _resources():
-    return db.session.scalars(select(Resource).where(Resource.active.is_(True)).order_by(Resource.name)).all()
+    return studio_cache.calendar(g.studio).active_resources()
 
 
 @bp.get("/")
+@public
 def home():
     joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
     return render_template("studio/home.html", packages=_listed_packages(), resources=_resources(), joined=joined)
@@ -79,14 +90,18 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
         day = availability.parse_day(date_raw, studio, now)
     except InvalidInput as problem:
         day, error = first, problem.message
-    slots = []
+    slots, month = [], None
     if resource is not None:
         offer = availability.Offer(package, resource)
-        slots = availability.free_slots_on(studio, offer, day, now)
+        month = month_view.build(studio, offer, day, now)
+        slots = month.slots_on(day)
         if not slots and not date_raw and error is None:
             free_day = availability.first_free_day(studio, offer, now)
             if free_day is not None:
-                day, slots = free_day, availability.free_slots_on(studio, offer, free_day, now)
+                day = free_day
+                if month.first != day.replace(day=1):
+                    month = month_view.build(studio, offer, day, now)
+                slots = month.slots_on(day)
                 notice = (f"No free times left today. Showing {formatting.day(day)}, "
                           "the first day with a free time.")
             else:
@@ -97,20 +112,21 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
                        date=other_day.isoformat())
 
     return dict(package=package, resources=resources, resource=resource, day=day, first_day=first,
-                last_day=last, slots=slots, error=error, notice=notice,
+                last_day=last, slots=slots, month=month, error=error, notice=notice,
                 picker_url=url_for(picker_endpoint, **picker_values),
                 day_url=day_url, slot_action=slot_action or url_for("studio.create_booking"),
                 hidden=hidden if hidden is not None else {"package": package.slug})
 
 
-def _package_or_404(package_slug: str) -> Package:
-    package = db.session.scalar(select(Package).where(Package.slug == package_slug, Package.active.is_(True)))
+def _package_or_404(package_slug: str) -> studio_cache.CachedPackage:
+    package = studio_cache.calendar(g.studio).package(package_slug)
     if package is None:
         abort(404, "This lesson package is not offered here.")
     return package
 
 
 @bp.get("/packages/<package_slug>")
+@public
 def package(package_slug: str):
     context = picker_context(_package_or_404(package_slug), request.args.get("resource"),
                              request.args.get("date"))

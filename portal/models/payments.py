@@ -109,8 +109,8 @@ class Refund(TenantMixin, TimestampMixin, db.Model):
 
 
 class EventStatus(str, enum.Enum):
-    RECEIVED = "received"      # stored, not yet handed to a queue
-    QUEUED = "queued"
+    RECEIVED = "received"      # stored (and handed to the queue in the same request), not yet claimed by a worker
+    QUEUED = "queued"          # queued again: by the stuck-event sweep or an ops replay
     PROCESSING = "processing"  # claimed by a worker (a lease: reclaimed when stale)
     RETRY = "retry"            # failed transiently, will be retried
     PROCESSED = "processed"

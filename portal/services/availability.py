@@ -8,31 +8,32 @@ from sqlalchemy import and_, or_, select
 
 from portal import formatting
 from portal.extensions import db
-from portal.models import AvailabilityRule, Blackout, Booking, BookingStatus, Package, Resource, Studio
-from portal.services import slots
+from portal.models import Booking, BookingStatus, Package, Resource, Studio
+from portal.services import slots, studio_cache
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.timeinput import parse_date
 
 
 @dataclass(frozen=True)
 class Offer:
-    """What the student picked: a package on a resource."""
+    """What the student picked: a package on a resource (ORM rows or their cached copies: only the columns are
+    read)."""
 
-    package: Package
-    resource: Resource
+    package: Package | studio_cache.CachedPackage
+    resource: Resource | studio_cache.CachedResource
 
 
-def find_offer(package_slug: str, resource_slug: str) -> Offer:
-    """Active package and resource of the studio in scope, by slug (404 otherwise)."""
-    package = db.session.scalar(select(Package).where(Package.slug == package_slug, Package.active.is_(True)))
+def find_offer(studio: Studio, package_slug: str, resource_slug: str) -> Offer:
+    """Active package and resource of `studio`, by slug (404 otherwise)."""
+    package = studio_cache.calendar(studio).package(package_slug)
     if package is None:
         raise NotFound("No such lesson package at this studio.", code="package_not_found", field="package")
-    return Offer(package, find_resource(resource_slug))
+    return Offer(package, find_resource(studio, resource_slug))
 
 
-def find_resource(resource_slug: str) -> Resource:
-    """An active resource of the studio in scope, by slug (404 otherwise)."""
-    resource = db.session.scalar(select(Resource).where(Resource.slug == resource_slug, Resource.active.is_(True)))
+def find_resource(studio: Studio, resource_slug: str) -> studio_cache.CachedResource:
+    """An active resource of `studio`, by slug (404 otherwise)."""
+    resource = studio_cache.calendar(studio).resource(resource_slug)
     if resource is None:
         raise NotFound("No such room, instrument or teacher at this studio.", code="resource_not_found",
                        field="resource")
@@ -57,6 +58,31 @@ def parse_day(raw: str | None, studio: Studio, now: datetime) -> date:
     return day
 
 
+def parse_range(from_raw: str | None, to_raw: str | None) -> tuple[date, date]:
+    """`from`..`to` (inclusive `YYYY-MM-DD` dates), at most `slots.MAX_RANGE_DAYS` days, in order.
+
+    The range may reach outside the booking window (a month view shows the whole month): days outside it simply
+    have no free times, as `free_slots` answers.
+    """
+    first = parse_date(from_raw or "", field="from")
+    last = parse_date(to_raw or "", field="to")
+    if last < first:
+        raise InvalidInput("The range ends before it starts: `to` must not be before `from`.",
+                           code="range_reversed", field="to")
+    if (last - first).days + 1 > slots.MAX_RANGE_DAYS:
+        raise InvalidInput(f"Ask for at most {slots.MAX_RANGE_DAYS} days at once.", code="range_too_long",
+                           field="to")
+    return first, last
+
+
+def days_in_range(studio: Studio, offer: Offer, first_day: date, last_day: date,
+                  now: datetime) -> list[tuple[date, list[datetime]]]:
+    """Every day from `first_day` to `last_day` with its free starts (empty outside the booking window)."""
+    found = free_slots(studio, offer, first_day, last_day, now)
+    return [(first_day + timedelta(days=n), found.get(first_day + timedelta(days=n), []))
+            for n in range((last_day - first_day).days + 1)]
+
+
 def _utc_span(studio: Studio, first_day: date, last_day: date) -> tuple[datetime, datetime]:
     """UTC instants covering the local days, padded a day each side for buffers and DST."""
     tz = studio.tz
@@ -66,17 +92,13 @@ def _utc_span(studio: Studio, first_day: date, last_day: date) -> tuple[datetime
 
 
 def _inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, now: datetime):
+    """Opening hours and blackouts from the studio's cached calendar; the live bookings in one query."""
     span_start, span_end = _utc_span(studio, first_day, last_day)
-    rules = [
-        slots.WeeklyRule(r.weekday, r.start_time, r.end_time)
-        for r in db.session.scalars(select(AvailabilityRule).where(AvailabilityRule.resource_id == resource.id))
-    ]
-    blackouts = [
-        slots.Interval(b.starts_at, b.ends_at)
-        for b in db.session.scalars(select(Blackout).where(
-            or_(Blackout.resource_id.is_(None), Blackout.resource_id == resource.id),
-            Blackout.starts_at < span_end, Blackout.ends_at > span_start))
-    ]
+    calendar = studio_cache.calendar(studio)
+    rules = calendar.rules_for(resource.id)
+    blackouts = calendar.blackouts_for(resource.id, span_start, span_end)
+    if blackouts is None:
+        blackouts = studio_cache.blackout_query(studio.id, resource.id, span_start, span_end)
     live = or_(Booking.status == BookingStatus.CONFIRMED,
                and_(Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
     rows = db.session.execute(select(Booking.start_at, Booking.occupied_until).where(

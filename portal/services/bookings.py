@@ -73,7 +73,7 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     """
     refuse_if_suspended(studio)
     try:
-        offer = availability.find_offer(package_slug or "", resource_slug or "")
+        offer = availability.find_offer(studio, package_slug or "", resource_slug or "")
     except NotFound as missing:  # in a booking form, an unknown choice is bad input
         raise InvalidInput(missing.message, code=missing.code, field=missing.field) from None
     start = parse_start(start_raw)

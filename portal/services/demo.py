@@ -9,6 +9,7 @@ from portal import tenancy
 from portal.extensions import db
 from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
 from portal.services import configuration
+from portal.services.catalogue import touch_calendar
 
 DEMO_PASSWORD = "demo-password-1"
 
@@ -94,6 +95,7 @@ def seed_demo(now: datetime) -> None:
                 db.session.add(Blackout(studio_id=studio.id, starts_at=starts,
                                         ends_at=datetime.combine(saturday + timedelta(days=1), time.min, studio.tz),
                                         reason="Studio maintenance day"))
+            touch_calendar(studio.id)  # whatever was added, running processes read the catalogue afresh
         for email, name, is_ops, roles in USERS:
             user = db.session.scalar(select(User).where(User.email == email))
             if user is None:

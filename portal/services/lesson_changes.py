@@ -28,7 +28,7 @@ def reschedule(*, studio: Studio, booking: Booking, actor: User, resource_slug: 
     if not decision.allowed:
         raise PolicyRefusal(decision.reason)
     # The lesson keeps its package, even one the studio has stopped selling; only the resource is new.
-    offer = availability.Offer(booking.package, availability.find_resource(resource_slug or ""))
+    offer = availability.Offer(booking.package, availability.find_resource(studio, resource_slug or ""))
     return _move(studio, booking, offer, parse_start(start_raw), actor=Actor.of(actor), now=now,
                  note="Moved by the student.")
 

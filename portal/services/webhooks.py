@@ -11,16 +11,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from portal import dispatch, metrics
 from portal.config import Settings
 from portal.extensions import db
 from portal.models import EventStatus, WebhookEvent, WebhookSignature
 from portal.payments.signatures import SignatureError, verify
-from portal.services.states import webhook_event as events
-from portal.services.states.machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,12 @@ def _object_ids(event: dict) -> tuple[str | None, str | None]:
 
 
 def receive(*, payload: bytes, signature_header: str | None, settings: Settings, now: datetime) -> Receipt:
-    """Verify and store one delivery. Raises `WebhookRejected` (400) or a database error (the caller answers 5xx)."""
+    """Verify and store one delivery, then queue it: the least work that is still durable. Raises
+    `WebhookRejected` (400) or a database error (the caller answers 5xx).
+
+    The event is stored `received` and stays so until a worker claims it: marking it `queued` after the hand-off
+    would cost a second transaction on every delivery. If the hand-off fails, the stuck-event sweep queues it.
+    """
     try:
         signature = verify(payload, signature_header, settings.stripe_webhook_secrets,
                            settings.stripe_sig_tolerance_sec, now.timestamp())
@@ -99,46 +103,43 @@ def receive(*, payload: bytes, signature_header: str | None, settings: Settings,
     except dispatch.DispatchError as error:
         log.warning("event %s stored but not queued (%s); the stuck-event sweep will queue it", provider_event_id,
                     error)
-        return receipt
-    try:
-        events.queue(receipt.event_id, now=now, current=EventStatus.RECEIVED)
-        db.session.commit()
-    except IllegalTransition:  # a worker has claimed it already
-        db.session.rollback()
-    except SQLAlchemyError as error:  # stored and queued already: the answer stays 200
-        db.session.rollback()
-        log.warning("event %s queued but not marked so: %s", provider_event_id, error)
     return receipt
 
 
 def _store(digest: str, provider_event_id: str, event_type: str, event: dict, now: datetime) -> Receipt:
-    """Record the signed request and the event in one transaction (twice at most: a concurrent first delivery
-    of the same event makes our insert lose, and we then count ours as the duplicate it is)."""
-    for _ in range(2):
-        db.session.add(WebhookSignature(digest=digest, received_at=now))
-        try:
-            db.session.flush()
-        except IntegrityError:
-            db.session.rollback()
-            metrics.signature_replay_blocked.inc()
-            _reject("replay_blocked", "this exact signed request was already received")
-        existing = db.session.scalar(select(WebhookEvent).where(WebhookEvent.provider_event_id == provider_event_id))
-        if existing is not None:
-            existing.deliveries += 1
-            existing_id = existing.id
-            db.session.commit()
-            return Receipt(existing_id, provider_event_id, duplicate=True)
-        object_id, intent_id = _object_ids(event)
-        stored = WebhookEvent(provider_event_id=provider_event_id, type=event_type, payload=event,
-                              object_id=object_id, intent_id=intent_id, status=EventStatus.RECEIVED,
-                              received_at=now, updated_at=now)
-        db.session.add(stored)
-        try:
-            db.session.flush()
-            stored_id = stored.id
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            continue
-        return Receipt(stored_id, provider_event_id, duplicate=False)
-    raise RuntimeError(f"could not store event {provider_event_id}")
+    """Record the signed request and the event, and commit: one statement on PostgreSQL (the signature's insert
+    in a CTE), two on SQLite, one transaction either way.
+
+    The signature's unique digest refuses a replay (the whole statement fails, nothing is stored); the event's
+    unique Stripe id turns a redelivery, even a concurrent one, into `deliveries + 1` on the stored row, and the
+    row's delivery count then says which of the two happened.
+    """
+    object_id, intent_id = _object_ids(event)
+    values = {"provider_event_id": provider_event_id, "type": event_type, "payload": event, "object_id": object_id,
+              "intent_id": intent_id, "status": EventStatus.RECEIVED, "attempts": 0, "deliveries": 1,
+              "last_error": "", "received_at": now, "updated_at": now}
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    signature = insert(WebhookSignature).values(digest=digest, received_at=now)
+    columns = WebhookEvent.__table__.c
+    try:
+        if dialect == "postgresql":
+            signed = signature.returning(WebhookSignature.id).cte("signed")
+            stored = insert(WebhookEvent).from_select(
+                list(values), select(*(literal(v, type_=columns[k].type) for k, v in values.items()))
+                .select_from(signed))
+        else:
+            db.session.execute(signature)
+            stored = insert(WebhookEvent).values(**values)
+        stored = stored.on_conflict_do_update(index_elements=[columns.provider_event_id],
+                                              set_={"deliveries": columns.deliveries + 1})
+        event_id, deliveries = db.session.execute(
+            stored.returning(columns.id, columns.deliveries)).one()
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        if "webhook_signatures" not in str(error.orig):
+            raise
+        metrics.signature_replay_blocked.inc()
+        _reject("replay_blocked", "this exact signed request was already received")
+    return Receipt(event_id, provider_event_id, duplicate=deliveries > 1)

@@ -98,7 +98,7 @@ def test_someone_with_an_account_logs_in_and_accepts(app, admin, world):
     visitor = app.test_client()
     page = visitor.get(link).get_data(as_text=True)
     assert "Log in to accept" in page and "Choose your name" not in page
-    csrf = _csrf(visitor, link)
+    csrf = _csrf(visitor, "/login")  # the invitation offers an anonymous visitor no form: a token from elsewhere
     anonymous = visitor.post(link, data={"csrf_token": csrf})
     assert anonymous.status_code == 303 and "/login" in anonymous.headers["Location"]
 

@@ -101,7 +101,7 @@ def choose_lesson_b(app, now: datetime) -> tuple[datetime, bool]:
             studio_id = studio.id
         with tenancy.scoped(studio_id):
             studio = db.session.get(Studio, studio_id)
-            offer = availability.find_offer("lesson-60", "piano")
+            offer = availability.find_offer(studio, "lesson-60", "piano")
             today = now.astimezone(studio.tz).date()
             free = availability.free_slots(studio, offer, today, today + timedelta(days=10), now)
         db.session.remove()

@@ -165,7 +165,7 @@ def test_regenerate_without_csrf_is_refused(client, auth, world):
 
 def test_regenerate_needs_a_student_of_this_studio(client, auth, world):
     assert client.post(f"{STUDIO}/calendar/token",
-                       data={"csrf_token": auth.csrf(f"{STUDIO}/")}).status_code == 302  # anonymous → login
+                       data={"csrf_token": auth.csrf("/login")}).status_code == 302  # anonymous → login
     auth.login("admin-b@example.com", PASSWORD)
     assert client.post(f"{STUDIO}/calendar/token", data={"csrf_token": auth.csrf(f"{STUDIO}/")}).status_code == 403
 

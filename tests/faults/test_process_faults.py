@@ -314,7 +314,7 @@ def _worker_killed_mid_job(app, client, stripe_standin, redis_server, workers, p
     booking_id, payment_id, event = _paid_booking(app, stripe_standin)
     response = signed_post(client, event)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert _state(pg_url, booking_id)["events"] == [(event["id"], "queued", 0)]
+    assert _state(pg_url, booking_id)["events"] == [(event["id"], "received", 0)]  # received until claimed
     assert redis_server.llen(QUEUE_KEY) == 1
 
     # The stand-in has no latency switch, so the job is made slow by holding the payment's row lock: the worker
@@ -447,4 +447,4 @@ def test_postgres_unreachable_answers_5xx_and_writes_nothing(app, client, stripe
     assert response.get_json() == {"received": True, "duplicate": False}
     assert _rows(pg_url, count) == [(1, 1)]
     assert _rows(pg_url, "SELECT provider_event_id, status, deliveries FROM webhook_events") == [
-        (event["id"], "queued", 1)]
+        (event["id"], "received", 1)]

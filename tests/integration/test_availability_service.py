@@ -26,7 +26,7 @@ def _local(studio, day, hh_mm):
 
 def _slots(studio, resource="piano", package="lesson-60", day=None, now=None):
     with tenancy.scoped(studio.id):
-        offer = availability.find_offer(package, resource)
+        offer = availability.find_offer(studio, package, resource)
         return [s.strftime("%H:%M") for s in availability.free_slots_on(
             studio, offer, day, now or utcnow())]
 
@@ -84,7 +84,7 @@ def test_minimum_notice_and_booking_window(studio):
     assert _slots(studio, package="lesson-30", day=day, now=now)[0] == "10:00"  # 2 h notice
     assert _slots(studio, package="lesson-30", day=day, now=now + timedelta(hours=4)) == []  # day has passed 12:00
     with tenancy.scoped(studio.id):
-        offer = availability.find_offer("lesson-30", "piano")
+        offer = availability.find_offer(studio, "lesson-30", "piano")
         far = day + timedelta(days=studio.booking_horizon_days + 5)
         assert availability.free_slots(studio, offer, far, far, now) == {}
         month = availability.free_slots(studio, offer, day, day + timedelta(days=30), now)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +17,8 @@ from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.payments.helpers import drain, signed_post
 
 OLD_SECRET = "whsec_" + "previous-secret-" * 2
+#: Storing is one statement on PostgreSQL and two on SQLite: the tests that store run on both.
+BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 @pytest.fixture
@@ -55,6 +59,7 @@ def _stored(app):
         return db.session.scalar(select(func.count(WebhookEvent.id)))
 
 
+@BOTH
 def test_valid_signature_stores_and_processes_the_event(app, client):
     counts = Counts()
     response = signed_post(client, _event())
@@ -124,6 +129,7 @@ def test_rotated_secret_is_accepted_and_counted(app, client):
     assert counts.delta("melody_webhook_signature_multisecret_match_total") == 1  # the active key is not counted
 
 
+@BOTH
 def test_the_same_signed_request_twice_is_a_replay(app, client):
     counts = Counts()
     body = json.dumps(_event("evt_replayed")).encode()
@@ -137,6 +143,7 @@ def test_the_same_signed_request_twice_is_a_replay(app, client):
         assert db.session.scalar(select(WebhookEvent.deliveries)) == 1
 
 
+@BOTH
 def test_redelivery_with_a_fresh_signature_is_a_counted_duplicate_processed_once(app, client):
     counts = Counts()
     event = _event("evt_redelivered")
@@ -150,6 +157,31 @@ def test_redelivery_with_a_fresh_signature_is_a_counted_duplicate_processed_once
         event_row = db.session.scalar(select(WebhookEvent))
         assert (event_row.deliveries, event_row.attempts) == (2, 1)
         assert db.session.scalar(select(func.count(WebhookSignature.id))) == 2
+
+
+@BOTH
+def test_concurrent_deliveries_of_one_event_store_it_once(app):
+    """Stripe may deliver an event again while the first delivery is still being stored: each delivery is
+    answered 200, exactly one is the first, the row counts them all, and every signed request is recorded."""
+    event = _event("evt_concurrent")
+    deliveries = 6
+    start = threading.Barrier(deliveries)
+    now = int(time.time())
+
+    def deliver(n):  # each delivery signed at its own second, as Stripe's redeliveries are
+        client = app.test_client()
+        start.wait()
+        return signed_post(client, event, timestamp=now - n)
+
+    with ThreadPoolExecutor(deliveries) as pool:
+        answers = list(pool.map(deliver, range(deliveries)))
+    assert [a.status_code for a in answers] == [200] * deliveries, [a.get_json() for a in answers]
+    assert sorted(a.get_json()["duplicate"] for a in answers) == [False] + [True] * (deliveries - 1)
+    drain(app)
+    with app.app_context():
+        row = db.session.scalar(select(WebhookEvent))
+        assert (row.provider_event_id, row.deliveries, row.attempts) == ("evt_concurrent", deliveries, 1)
+        assert db.session.scalar(select(func.count(WebhookSignature.id))) == deliveries
 
 
 def test_replay_window_is_exposed_and_old_digests_are_pruned(app, client):

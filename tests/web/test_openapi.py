@@ -16,6 +16,16 @@ def _check(value, schema):
     """A small structural check: required keys present and JSON types right, recursively."""
     if "$ref" in schema:
         schema = SPEC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if "oneOf" in schema:
+        matches = 0
+        for option in schema["oneOf"]:
+            try:
+                _check(value, option)
+            except AssertionError:
+                continue
+            matches += 1
+        assert matches == 1, f"{value!r} matches {matches} of the oneOf schemas"
+        return
     kind = schema.get("type")
     python = {"object": dict, "array": list, "string": str, "integer": int}
     if kind:
@@ -57,6 +67,9 @@ def test_availability_and_error_responses_match_the_schema(client, studio):
     responses = SPEC["paths"]["/s/{studio}/api/availability"]["get"]["responses"]
     _check(ok.get_json(), responses["200"]["content"]["application/json"]["schema"])
     assert ok.get_json()["slots"]
+    ranged = client.get(f"/s/melody-and-meter/api/availability?package=lesson-30&resource=piano&from={day}&to={day}")
+    _check(ranged.get_json(), responses["200"]["content"]["application/json"]["schema"])
+    assert ranged.get_json()["days"][0]["slots"] == ok.get_json()["slots"]
     bad = client.get("/s/melody-and-meter/api/availability?package=lesson-30")
     assert str(bad.status_code) in responses
     _check(bad.get_json(), responses["422"]["content"]["application/json"]["schema"])

@@ -11,8 +11,6 @@ cache belongs to the app (one per database), so two apps in one process never se
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime
 
 from flask import current_app
@@ -21,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
 from portal.extensions import db
+from portal.lru import LRU
 from portal.models import ConfigState, ConfigVersion, Package, Studio
 from portal.services import audit
 from portal.services.configuration import schema
@@ -62,33 +61,11 @@ def start(studio: Studio, *, now: datetime, actor: audit.Actor = audit.SYSTEM, b
 
 # --- reading --------------------------------------------------------------------------------------------------
 
-class _Cache:
-    """A small LRU of published documents by (studio id, version); versions never change once published."""
-
-    def __init__(self, size: int = 1024):
-        self.size = size
-        self._items: OrderedDict[tuple[int, int], dict] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
-def _cache() -> _Cache:
+def _cache() -> LRU:
+    """Published documents by (studio id, version); a published version never changes."""
     cache = current_app.extensions.get("configuration_documents")
     if cache is None:
-        cache = current_app.extensions.setdefault("configuration_documents", _Cache())
+        cache = current_app.extensions.setdefault("configuration_documents", LRU())
     return cache
 
 

@@ -1,0 +1,102 @@
+"""Public pages a CDN can keep: no cookie for anonymous visitors, an ETag with 304 on a conditional repeat until
+something changes, and Cache-Control that keeps logged-in people's pages out of shared caches."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+
+from portal import tenancy
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.models import Package, Resource, Role
+from portal.services import audit, catalogue, configuration
+from tests.factories import PASSWORD, make_blackout, make_studio, make_user, next_weekday
+
+STUDIO = "/s/melody-and-meter"
+
+
+@pytest.fixture
+def studio(app_ctx):
+    studio = make_studio(buffer_minutes=0)
+    make_user("student@example.com", roles=[(studio, Role.STUDENT)])
+    return studio
+
+
+def _public_paths() -> list[str]:
+    day = next_weekday(2)
+    return [f"{STUDIO}/", f"{STUDIO}/packages/lesson-60?resource=piano&date={day}", f"{STUDIO}/api/packages",
+            f"{STUDIO}/api/config", f"{STUDIO}/api/availability?package=lesson-60&resource=piano&date={day}",
+            f"{STUDIO}/api/availability?package=lesson-60&resource=piano&from={day}&to={day + timedelta(days=30)}"]
+
+
+def test_anonymous_public_pages_set_no_cookie_and_may_be_kept_by_a_shared_cache(client, studio):
+    for path in _public_paths():
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "Set-Cookie" not in response.headers, path
+        assert response.headers["Cache-Control"] == "public, max-age=0, s-maxage=30", path
+        assert "Cookie" in response.headers["Vary"] and response.headers["ETag"], path
+    assert client.get_cookie("session") is None
+    page = client.get(f"{STUDIO}/").get_data(as_text=True)
+    assert "csrf_token" not in page and "X-CSRFToken" not in page
+
+
+def test_login_and_signup_forms_still_carry_a_token_and_refuse_without_one(client, studio, auth):
+    for path in ("/login", f"{STUDIO}/signup"):
+        assert 'name="csrf_token"' in client.get(path).get_data(as_text=True), path
+    refused = client.post("/login", data={"email": "student@example.com", "password": PASSWORD})
+    assert refused.status_code == 400
+    assert auth.login("student@example.com", PASSWORD).status_code == 303
+
+
+def test_a_logged_in_persons_pages_stay_private(client, studio, auth):
+    auth.login("student@example.com", PASSWORD)
+    home = client.get(f"{STUDIO}/")
+    assert home.headers["Cache-Control"] == "private, no-store"
+    assert "X-CSRFToken" in home.get_data(as_text=True)  # htmx posts from their pages carry the token
+    api = client.get(_public_paths()[2])
+    assert "public" not in api.headers.get("Cache-Control", "")  # a request with a session is never marked shared
+
+
+@pytest.mark.parametrize("path_index", [0, 1, 4, 5])
+def test_a_conditional_repeat_is_304_until_something_changes(client, studio, path_index):
+    path = _public_paths()[path_index]
+    first = client.get(path)
+    tag = first.headers["ETag"]
+    again = client.get(path, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.get_data() == b""
+    assert client.get(path, headers={"If-None-Match": tag}).status_code == 304
+
+    day = next_weekday(2)
+    with tenancy.scoped(studio.id):
+        piano = db.session.scalar(db.select(Resource).where(Resource.slug == "piano"))
+    if path_index == 0:  # the home page changes with the catalogue
+        with tenancy.scoped(studio.id):
+            package = db.session.scalar(db.select(Package).where(Package.slug == "lesson-60"))
+            catalogue.save_package(studio, package, {"name": "Hour lesson", "slug": "lesson-60",
+                                                     "duration_minutes": "60", "price": "70.00", "active": "1"},
+                                   actor=audit.SYSTEM, now=utcnow())
+    else:  # free times change with a blackout
+        make_blackout(studio, datetime.combine(day, time(9), studio.tz), datetime.combine(day, time(11), studio.tz),
+                      resource=piano)
+    changed = client.get(path, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    assert client.get(path, headers={"If-None-Match": changed.headers["ETag"]}).status_code == 304
+
+
+def test_a_publish_changes_the_tag_of_the_configuration(client, studio):
+    path = f"{STUDIO}/api/config"
+    tag = client.get(path).headers["ETag"]
+    with tenancy.scoped(studio.id):
+        draft = configuration.create_draft(studio, {"branding": {"primary_color": "#123456"}},
+                                           actor=audit.SYSTEM, note="colour", now=utcnow())
+        configuration.publish(studio, draft.version, actor=audit.SYSTEM, note="colour", now=utcnow())
+    changed = client.get(path, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.get_json()["config"]["branding"]["primary_color"] == "#123456"
+
+
+def test_errors_are_never_marked_cacheable(client, studio):
+    response = client.get(f"{STUDIO}/api/availability?package=lesson-60&resource=piano&date=soon")
+    assert response.status_code == 422
+    assert "ETag" not in response.headers and "public" not in response.headers.get("Cache-Control", "")
