@@ -31,10 +31,12 @@ def fill(studio_id: int, student_id: int, package_id: int, resource_ids: list[in
                :start + ((i / :k) * interval '1 hour') + interval '1 hour',
                CASE WHEN i % 1000 = 1 THEN 'held' WHEN i % 10 = 2 THEN 'expired' WHEN i % 20 = 3 THEN 'cancelled'
                     ELSE 'confirmed' END,
-               :start + ((i / :k) * interval '1 hour') - interval '1 day', 6500, 'usd',
-               :start + ((i / :k) * interval '1 hour') - interval '1 day',
-               :start + ((i / :k) * interval '1 hour') - interval '2 days', 0, 0
-        FROM generate_series(1, :n) AS i"""), params)
+               booked + interval '31 minutes', 6500, 'usd', booked + interval '2 minutes', booked, 0, 0
+        FROM generate_series(1, :n) AS i,
+             -- booked two days ahead, or (lessons further out) within the last 90 days: never in the future
+             LATERAL (SELECT LEAST(:start + ((i / :k) * interval '1 hour') - interval '2 days',
+                                   :now - ((i % 90) * interval '1 day') - interval '1 hour') AS booked) AS made"""),
+        params)
     db.session.execute(text("""
         INSERT INTO payments (studio_id, booking_id, checkout_session_id, checkout_url, payment_intent_id, amount_minor,
                               currency, amount_received_minor, received_currency, amount_refunded_minor, status, flag,
