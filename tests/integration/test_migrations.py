@@ -14,7 +14,7 @@ EXPECTED_TABLES = {
     "studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts", "payments",
     "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits", "notification_log",
     "account_tokens", "config_versions", "config_proposals", "api_keys", "ops_resolutions", "drift_findings",
-    "bookings", "audit_log", "alembic_version",
+    "bookings", "audit_log", "alembic_version", "booking_series", "lesson_packs", "credit_balances", "credit_ledger",
 }
 
 
@@ -57,7 +57,7 @@ def test_upgrade_from_empty_builds_every_table_and_the_overlap_guard(fresh_datab
         else:
             triggers = db.session.execute(text(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")).scalars().all()
-            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update"]
+            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update", "credit_ledger_no_update"]
         db.session.remove()
         db.engine.dispose()
 
