@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Refund, Resource, Studio, User
-from portal.services import availability, notifications, refunds
+from portal.services import availability, credits, notifications, refunds
 from portal.services.audit import Actor
 from portal.services.bookings import parse_start, refuse_if_suspended, slot_write
 from portal.services.errors import Conflict, DomainError, InvalidInput
@@ -98,6 +98,7 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
         if terms.makeup:
             db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
                                         booking_id=booking_id, minutes=booking.duration_minutes))
+        credits.give_back(booking, now=now, actor=who, late=terms.late, makeup=terms.makeup)
         refund_id = None
         if payment is not None and terms.refund_minor > 0:
             refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
@@ -125,6 +126,7 @@ def cancel_by_studio(*, booking: Booking, actor: Actor, note: str, now: datetime
     try:
         booking_states.cancel(booking_id, now=now, actor=actor, late=False, note=note, by_studio=True,
                               reason=reason)
+        credits.give_back(booking, now=now, actor=actor, late=False, makeup=False, by_studio=True)
         refund_id = None
         if payment is not None:
             amount = refunds.refundable(payment)
