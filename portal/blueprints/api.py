@@ -8,7 +8,7 @@ from portal.blueprints.context import studio_scoped
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Package, Resource
-from portal.services import availability, configuration
+from portal.services import availability, configuration, series
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
@@ -53,3 +53,17 @@ def availability_for_day():
                    date=day.isoformat(), timezone=g.studio.timezone,
                    duration_minutes=offer.package.duration_minutes,
                    slots=[s.isoformat() for s in slots])
+
+
+@bp.get("/series-availability")
+def series_availability():
+    """Every week of a weekly series at the same local wall-clock time, free or with the reason it is not."""
+    args = request.args
+    missing = [name for name in ("package", "resource", "start", "weeks") if not args.get(name)]
+    if missing:
+        raise InvalidInput(f"Missing query parameter(s): {', '.join(missing)}.", code="parameter_missing")
+    offer, planned = series.plan_request(g.studio, package_slug=args["package"], resource_slug=args["resource"],
+                                         start_raw=args["start"], weeks_raw=args["weeks"], now=utcnow())
+    return jsonify(studio=g.studio.slug, package=offer.package.slug, resource=offer.resource.slug,
+                   timezone=g.studio.timezone, max_weeks=g.studio.series_max_weeks,
+                   occurrences=[o.as_json() for o in planned])

@@ -35,7 +35,7 @@ def parse_start(raw: str | None) -> datetime:
     return parse_instant(raw, field="start")
 
 
-def _is_overlap_violation(error: IntegrityError) -> bool:
+def is_overlap_violation(error: IntegrityError) -> bool:
     sqlstate = getattr(error.orig, "sqlstate", None)
     return sqlstate == "23P01" or "booking_overlap" in str(error.orig)
 
@@ -51,7 +51,7 @@ def slot_write(outcome: str):
         yield
     except IntegrityError as error:
         db.session.rollback()
-        if _is_overlap_violation(error):
+        if is_overlap_violation(error):
             raise SlotUnavailable(f"Sorry, someone has just taken that time. {outcome}") from None
         raise
     except OperationalError as error:
