@@ -4,6 +4,7 @@
 - `lesson_packs`: packs of lessons in the catalogue.
 - `credit_balances` (one locked row per student, studio and lesson length; `balance >= 0` is a CHECK) and
   `credit_ledger` (append-only: a trigger refuses every UPDATE on both PostgreSQL and SQLite).
+- `payments.series_id`: a series paid in one Checkout.
 - `studios.series_max_weeks`, `waitlist_offer_minutes`, `makeup_valid_days` (published with the configuration).
 
 Revision ID: 0007_series
@@ -183,6 +184,11 @@ def upgrade():
                                     ["series_id"], ["id"], ondelete="RESTRICT")
         batch_op.create_index(batch_op.f("ix_bookings_series_id"), ["series_id"], unique=False)
     _restore_overlap_triggers()
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.add_column(sa.Column("series_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f("fk_payments_series_id_booking_series"), "booking_series",
+                                    ["series_id"], ["id"], ondelete="RESTRICT")
+        batch_op.create_index(batch_op.f("ix_payments_series_id"), ["series_id"], unique=False)
 
     with op.batch_alter_table("studios") as batch_op:
         batch_op.add_column(sa.Column("series_max_weeks", sa.Integer(), nullable=False, server_default="16"))
@@ -203,6 +209,10 @@ def downgrade():
         batch_op.drop_column("makeup_valid_days")
         batch_op.drop_column("waitlist_offer_minutes")
         batch_op.drop_column("series_max_weeks")
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.drop_index(batch_op.f("ix_payments_series_id"))
+        batch_op.drop_constraint(batch_op.f("fk_payments_series_id_booking_series"), type_="foreignkey")
+        batch_op.drop_column("series_id")
     with op.batch_alter_table("bookings") as batch_op:
         batch_op.drop_index(batch_op.f("ix_bookings_series_id"))
         batch_op.drop_constraint(batch_op.f("fk_bookings_series_id_booking_series"), type_="foreignkey")

@@ -17,11 +17,16 @@ from datetime import datetime, time, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from portal import formatting
+from portal import formatting, metrics
 from portal.extensions import db
-from portal.models import Booking, BookingSeries, BookingStatus, CreditKind, Studio, User
-from portal.services import audit, availability, bookings, notifications, slots
-from portal.services.errors import InvalidInput, NotFound, SlotUnavailable
+from portal.models import Booking, BookingSeries, BookingStatus, CreditKind, MakeupCredit, Payment, Studio, User
+from portal.payments import PaymentProvider, PaymentProviderError
+from portal.services import audit, availability, bookings, notifications, refunds, slots
+from portal.services.checkout import CheckoutUnavailable
+from portal.services.credits import give_back as credits_give_back
+from portal.services.credits import spent_on as credits_spent_on
+from portal.services.errors import Conflict, DomainError, InvalidInput, NotFound, SlotUnavailable
+from portal.services.policy import CancelTerms, cancel_terms
 from portal.services.states import booking as booking_states
 from portal.services.states import credit as credit_states
 from portal.services.timeinput import parse_instant
@@ -245,3 +250,132 @@ def get_series_for(user: User, series_id: int) -> BookingSeries:
         raise NotFound("No such series.")
     return series
 
+
+
+# --- paying and cancelling ------------------------------------------------------------------------------------
+
+def weeks_of(series_id: int) -> list[Booking]:
+    return db.session.scalars(select(Booking).where(Booking.series_id == series_id)
+                              .order_by(Booking.start_at)).all()
+
+
+def series_payment(series_id: int) -> Payment | None:
+    return db.session.scalar(select(Payment).where(Payment.series_id == series_id))
+
+
+def payment_share(booking: Booking) -> tuple[Payment | None, int]:
+    """The payment that covers a lesson and what of it was paid for this lesson: a week of a series paid in one
+    Checkout owns its price's share of the series' payment (which hangs on the first week)."""
+    payment = booking.payment
+    if payment is None and booking.series_id is not None:
+        payment = series_payment(booking.series_id)
+    if payment is None:
+        return None, 0
+    if payment.series_id is not None:
+        return payment, booking.price_minor if payment.paid_minor >= booking.price_minor else 0
+    return payment, payment.paid_minor
+
+
+def start_checkout(*, series: BookingSeries, student: User, provider: PaymentProvider, success_url: str,
+                   cancel_url: str, now: datetime) -> Payment:
+    """One Checkout Session for every held week: the lesson's price × the number of weeks, expiring with the
+    holds. On a provider error every week is released and `CheckoutUnavailable` raised."""
+    weeks = [b for b in weeks_of(series.id) if b.status == BookingStatus.HELD]
+    if not weeks:
+        raise InvalidInput("Nothing of this series is waiting for payment.", code="series_not_held")
+    first = weeks[0]
+    studio = first.studio
+    series_id, first_id, count, unit = series.id, first.id, len(weeks), first.price_minor
+    request = dict(
+        amount_minor=unit, quantity=count, currency=first.currency,
+        product_name=f"{first.package.name} · {first.resource.name} · every week · {studio.name}",
+        reference=f"series-{series_id}",
+        metadata={"booking_id": str(first_id), "series_id": str(series_id), "studio": studio.slug},
+        customer_email=student.email, success_url=success_url, cancel_url=cancel_url,
+        expires_at=first.hold_expires_at, idempotency_key=f"series-{series_id}-checkout",
+    )
+    db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers
+    try:
+        session = provider.create_checkout_session(**request)
+    except PaymentProviderError as error:
+        metrics.checkout_failures.inc()
+        release_holds(series_id, now=now, actor=audit.SYSTEM,
+                      note=f"The payment service could not open Checkout: {error}"[:500])
+        db.session.commit()
+        raise CheckoutUnavailable("We could not reach the payment service, so your weekly times were released. "
+                                  "Please try again in a moment.") from None
+    payment = Payment(studio_id=first.studio_id, booking_id=first_id, series_id=series_id,
+                      checkout_session_id=session.id, checkout_url=session.url or "", amount_minor=unit * count,
+                      currency=request["currency"])
+    db.session.add(payment)
+    db.session.commit()
+    metrics.checkout_sessions_created.inc()
+    return payment
+
+
+def release_holds(series_id: int, *, now: datetime, actor: audit.Actor, note: str) -> int:
+    """Give up every week of a series still held (in the caller's transaction)."""
+    held = db.session.scalars(select(Booking.id).where(Booking.series_id == series_id,
+                                                       Booking.status == BookingStatus.HELD)).all()
+    for booking_id in held:
+        booking_states.release(booking_id, now=now, actor=actor, note=note)
+    return len(held)
+
+
+@dataclass(frozen=True)
+class WeekTerms:
+    booking: Booking
+    terms: CancelTerms
+    credit: bool            # booked with a credit (its credit comes back when cancelled in time)
+
+
+def cancel_rest_terms(series: BookingSeries, now: datetime) -> list[WeekTerms]:
+    """What cancelling the rest of the series would mean, week by week: every confirmed week not yet started,
+    judged by its own policy snapshot (shown to the student before they confirm)."""
+    found = []
+    for booking in weeks_of(series.id):
+        if booking.status != BookingStatus.CONFIRMED or booking.start_at <= now:
+            continue
+        _, paid = payment_share(booking)
+        found.append(WeekTerms(booking, cancel_terms(booking, now, paid_minor=paid),
+                               credits_spent_on(booking.id) is not None))
+    return found
+
+
+def cancel_rest(*, series: BookingSeries, actor: User, now: datetime) -> list[WeekTerms]:
+    """Cancel every confirmed week not yet started, each under its own policy, in one transaction: the slots are
+    freed, each week's refund is recorded (one refund row per week, so nothing is refunded twice) and credits come
+    back per policy. Refunds are sent by a job; each student email is queued."""
+    plan_terms = cancel_rest_terms(series, now)
+    if not plan_terms:
+        raise Conflict("No week of this series is left to cancel.", code="series_nothing_to_cancel")
+    who = audit.Actor.of(actor)
+    refund_ids = []
+    try:
+        for week in plan_terms:
+            booking, terms = week.booking, week.terms
+            booking_states.cancel(booking.id, now=now, actor=who, late=terms.late,
+                                  note="Cancelled with the rest of the weekly series.")
+            if terms.makeup:
+                db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
+                                            booking_id=booking.id, minutes=booking.duration_minutes))
+            credits_give_back(booking, now=now, actor=who, late=terms.late, makeup=terms.makeup)
+            payment, _ = payment_share(booking)
+            if payment is not None and terms.refund_minor > 0:
+                refund_ids.append(refunds.record(
+                    payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
+                    reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel",
+                    note="Refund owed by the cancellation policy (rest of the series).").id)
+        audit.record(actor=who, action="series.cancel_rest", target_type="series", target_id=series.id,
+                     studio_id=series.studio_id, now=now,
+                     after={"weeks": [w.booking.id for w in plan_terms],
+                            "refund_minor": sum(w.terms.refund_minor for w in plan_terms)})
+    except DomainError:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    for refund_id in refund_ids:
+        refunds.queue(refund_id)
+    for week in plan_terms:
+        notifications.enqueue("cancellation", week.booking.id, key=notifications.cancellation_key(week.booking.id))
+    return plan_terms
