@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
+from flask_login import current_user
 from sqlalchemy import select
 
-from portal.blueprints.context import studio_scoped
+from portal.blueprints.context import login_required_here, studio_scoped
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Package, Resource
-from portal.services import availability, configuration, series
+from portal.services import availability, configuration, credits, series
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
@@ -67,3 +68,12 @@ def series_availability():
     return jsonify(studio=g.studio.slug, package=offer.package.slug, resource=offer.resource.slug,
                    timezone=g.studio.timezone, max_weeks=g.studio.series_max_weeks,
                    occurrences=[o.as_json() for o in planned])
+
+
+@bp.get("/me/credits")
+def my_credits():
+    """The logged-in student's lesson credits here: the balance (the sum of the entries) and every entry."""
+    refused = login_required_here()
+    if refused is not None:
+        return refused
+    return jsonify(credits.as_json(current_user.id))
