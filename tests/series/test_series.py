@@ -221,3 +221,27 @@ def test_series_availability_api(client, app_ctx):
         assert bad.status_code == 422 and bad.get_json()["error"] == code, bad.get_json()
     assert client.get("/s/melody-and-meter/api/series-availability?package=lesson-60").status_code == 422
     assert studio.series_max_weeks == 16 and availability is not None
+
+
+@BOTH
+def test_the_calendar_feed_lists_each_week_with_its_own_uid_and_a_cancel_changes_only_that_week(setup):
+    from portal.services import calendars, lesson_changes
+    from tests.calendar.test_calendars_service import events
+
+    studio, (alice, *_) = setup
+    first = datetime.combine(next_weekday(1, after_days=4), time(12), NY)
+    with tenancy.scoped(studio.id):
+        credits.grant(studio=db.session.get(Studio, studio.id), student_id=alice.id, minutes=60, amount=3,
+                      valid_days=365, note="term", actor=audit.SYSTEM, now=utcnow())
+    held = _hold(studio, alice, first, 3, pay_with="credits")
+    with tenancy.scoped(studio.id):
+        weeks = series.weeks_of(held.id)
+        listed = events(calendars.student_feed(studio, alice.id, utcnow()))
+        assert set(listed) == {calendars.event_uid(b) for b in weeks}
+        lesson_changes.cancel(booking=weeks[1], actor=alice, now=utcnow())
+        after = events(calendars.student_feed(studio, alice.id, utcnow()))
+        assert set(after) == set(listed)
+        changed = {uid for uid in after if str(after[uid]["status"]) != str(listed[uid]["status"])
+                   or int(after[uid].get("sequence", 0)) != int(listed[uid].get("sequence", 0))}
+        assert changed == {calendars.event_uid(weeks[1])}
+        assert str(after[calendars.event_uid(weeks[1])]["status"]) == "CANCELLED"
