@@ -14,12 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal import formatting, metrics
 from portal.extensions import db
-from portal.models import Booking, BookingSeries, BookingStatus, CreditKind, MakeupCredit, Payment, Studio, User
+from portal.models import (
+    AvailabilityRule,
+    Blackout,
+    Booking,
+    BookingSeries,
+    BookingStatus,
+    CreditKind,
+    MakeupCredit,
+    Payment,
+    Studio,
+    User,
+)
 from portal.payments import PaymentProvider, PaymentProviderError
 from portal.services import audit, availability, bookings, notifications, refunds, slots
 from portal.services.checkout import CheckoutUnavailable
@@ -80,34 +91,50 @@ def week_starts(studio: Studio, first: datetime, weeks: int) -> list[datetime]:
     return [datetime.combine(local.date() + timedelta(weeks=k), wall, studio.tz) for k in range(weeks)]
 
 
-def _near(intervals: list[slots.Interval], start: datetime) -> list[slots.Interval]:
-    lo, hi = start - timedelta(days=1), start + timedelta(days=1)
-    return [i for i in intervals if i.start < hi and i.end > lo]
+def _spans(studio: Studio, offer: availability.Offer, starts: list[datetime], now: datetime):
+    """Opening rules, blackouts and live bookings that matter to these starts, read with three queries: the
+    bookings only around each start (through the resource/span index), not the whole months in between."""
+    resource = offer.resource
+    rules = [slots.WeeklyRule(r.weekday, r.start_time, r.end_time) for r in db.session.scalars(
+        select(AvailabilityRule).where(AvailabilityRule.resource_id == resource.id))]
+    occupied = timedelta(minutes=offer.package.duration_minutes) + studio.buffer
+    lo, hi = min(starts), max(starts) + occupied
+    blackouts = [slots.Interval(b.starts_at, b.ends_at) for b in db.session.scalars(select(Blackout).where(
+        or_(Blackout.resource_id.is_(None), Blackout.resource_id == resource.id),
+        Blackout.starts_at < hi, Blackout.ends_at > lo))]
+    live = or_(Booking.status == BookingStatus.CONFIRMED,
+               and_(Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
+    near = or_(*(and_(Booking.start_at < start + occupied, Booking.occupied_until > start) for start in starts))
+    busy = [slots.Interval(a, b) for a, b in db.session.execute(select(Booking.start_at, Booking.occupied_until)
+                                                                .where(Booking.resource_id == resource.id, live,
+                                                                       near))]
+    return rules, blackouts, busy
 
 
 def check(studio: Studio, offer: availability.Offer, starts: list[datetime], now: datetime,
           *, ignore_bookings: bool = False) -> list[tuple[bool, str | None]]:
-    """(free, reason) for each start; the rules, blackouts and bookings are read once for the whole span."""
+    """(free, reason) for each start, judged as the slot picker judges a start: inside opening hours, not too
+    soon, the lesson clear of blackouts, the lesson plus buffer clear of live bookings."""
     if not starts:
         return []
-    days = [s.astimezone(studio.tz).date() for s in starts]
-    rules, blackouts, busy = availability.inputs(studio, offer.resource, min(days), max(days), now)
-    settings = dict(tz=studio.tz, rules=rules, duration=timedelta(minutes=offer.package.duration_minutes),
-                    buffer=studio.buffer, notice=timedelta(minutes=studio.min_notice_minutes),
+    rules, blackouts, busy = _spans(studio, offer, starts, now)
+    duration = timedelta(minutes=offer.package.duration_minutes)
+    settings = dict(tz=studio.tz, rules=rules, blackouts=[], busy=[], duration=duration, buffer=studio.buffer,
+                    notice=timedelta(minutes=studio.min_notice_minutes),
                     step=timedelta(minutes=studio.slot_interval_minutes), now=now)
+    open_on: dict = {}
     verdicts = []
-    for start, day in zip(starts, days, strict=True):
+    for start in starts:
         instant = start.astimezone(timezone.utc)
-
-        def listed(blackout_list, busy_list, day=day, instant=instant) -> bool:
-            found = slots.free_slots(day=day, blackouts=blackout_list, busy=busy_list, **settings)
-            return instant in {s.astimezone(timezone.utc) for s in found}
-
-        if not studio.active or not listed([], []):
+        day = start.astimezone(studio.tz).date()
+        if day not in open_on:
+            open_on[day] = {s.astimezone(timezone.utc) for s in slots.free_slots(day=day, **settings)}
+        lesson_end = instant + duration
+        if not studio.active or instant not in open_on[day]:
             verdicts.append((False, "closed"))
-        elif not listed(_near(blackouts, start), []):
+        elif any(b.start < lesson_end and b.end > instant for b in blackouts):
             verdicts.append((False, "blackout"))
-        elif not ignore_bookings and not listed(_near(blackouts, start), _near(busy, start)):
+        elif not ignore_bookings and any(b.start < lesson_end + studio.buffer and b.end > instant for b in busy):
             verdicts.append((False, "booked"))
         else:
             verdicts.append((True, None))

@@ -91,18 +91,23 @@ def gain(*, studio_id: int, student_id: int, minutes: int, amount: int, kind: Cr
                   now=now, actor=actor, note=note, expires_at=expires_at, booking_id=booking_id, pack_id=pack_id)
 
 
-def open_lots(account: int, now: datetime) -> list[Lot]:
-    """Lots with credits left that have not expired, earliest expiry first (no expiry last)."""
-    drawn = (select(CreditEntry.lot_id, func.sum(CreditEntry.amount).label("drawn"))
-             .where(CreditEntry.balance_id == account, CreditEntry.lot_id.is_not(None))
-             .group_by(CreditEntry.lot_id).subquery())
-    rows = db.session.execute(
-        select(CreditEntry.id, CreditEntry.amount + func.coalesce(drawn.c.drawn, 0), CreditEntry.expires_at)
-        .outerjoin(drawn, drawn.c.lot_id == CreditEntry.id)
-        .where(CreditEntry.balance_id == account, CreditEntry.amount > 0,
-               (CreditEntry.expires_at.is_(None)) | (CreditEntry.expires_at > now))
-        .order_by(CreditEntry.expires_at.is_(None), CreditEntry.expires_at, CreditEntry.id)).all()
-    return [Lot(lot_id, int(remaining), expires) for lot_id, remaining, expires in rows if remaining > 0]
+def open_lots(account: int, now: datetime, *, limit: int | None = None) -> list[Lot]:
+    """Lots with credits left that have not expired, earliest expiry first (no expiry last).
+
+    Each lot's remaining credits are summed from its own debits through the `lot_id` index, so the cost follows
+    the number of unexpired lots, not the length of the student's history."""
+    # A plain table alias: the lot's own id already pins the studio, and the tenant filter on the inner query
+    # would tempt the planner into intersecting with the (unselective) studio index for every lot.
+    debit = CreditEntry.__table__.alias("debit")
+    remaining = CreditEntry.amount + func.coalesce(
+        select(func.sum(debit.c.amount)).where(debit.c.lot_id == CreditEntry.id).scalar_subquery(), 0)
+    statement = (select(CreditEntry.id, remaining, CreditEntry.expires_at)
+                 .where(CreditEntry.balance_id == account, CreditEntry.amount > 0, remaining > 0,
+                        (CreditEntry.expires_at.is_(None)) | (CreditEntry.expires_at > now))
+                 .order_by(CreditEntry.expires_at.is_(None), CreditEntry.expires_at, CreditEntry.id))
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [Lot(lot_id, int(left), expires) for lot_id, left, expires in db.session.execute(statement).all()]
 
 
 def take(*, studio_id: int, student_id: int, minutes: int, count: int, kind: CreditKind, now: datetime,
@@ -123,7 +128,7 @@ def take(*, studio_id: int, student_id: int, minutes: int, count: int, kind: Cre
     if not locked:
         raise short
     entries, need = [], count
-    for lot in open_lots(account, now):
+    for lot in open_lots(account, now, limit=count):
         used = min(lot.remaining, need)
         entries.append(_entry(account, studio_id=studio_id, student_id=student_id, minutes=minutes, kind=kind,
                               amount=-used, now=now, actor=actor, note=note, lot_id=lot.id, booking_id=booking_id))
