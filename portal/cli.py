@@ -28,7 +28,7 @@ def seed_demo_command():
 
 @click.command("sweep")
 @click.argument("which", default="all",
-                type=click.Choice(["all", "holds", "events", "signatures", "refunds", "credits"]))
+                type=click.Choice(["all", "holds", "events", "signatures", "refunds", "credits", "waitlist"]))
 @with_appcontext
 def sweep_command(which):
     """Run the periodic sweeps now: release expired holds, re-queue stuck webhook events and unsent refunds,
@@ -45,6 +45,8 @@ def sweep_command(which):
         click.echo(f"pruned {sweeps.prune_webhook_signatures()} old webhook signatures")
     if which in ("all", "credits"):
         click.echo(f"wrote off {sweeps.expire_credits()} expired lesson credits")
+    if which in ("all", "waitlist"):
+        click.echo(f"waitlist: {sweeps.waitlist_offers()}")
 
 
 @click.group("ops")

@@ -5,6 +5,7 @@
 - `credit_balances` (one locked row per student, studio and lesson length; `balance >= 0` is a CHECK) and
   `credit_ledger` (append-only: a trigger refuses every UPDATE on both PostgreSQL and SQLite).
 - `payments.series_id`: a series paid in one Checkout.
+- `waitlist_entries`: students waiting for a time, with the offer a freed time becomes.
 - `studios.series_max_weeks`, `waitlist_offer_minutes`, `makeup_valid_days` (published with the configuration).
 
 Revision ID: 0007_series
@@ -190,6 +191,39 @@ def upgrade():
                                     ["series_id"], ["id"], ondelete="RESTRICT")
         batch_op.create_index(batch_op.f("ix_payments_series_id"), ["series_id"], unique=False)
 
+    op.create_table(
+        "waitlist_entries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("student_id", sa.Integer(), nullable=False),
+        sa.Column("package_id", sa.Integer(), nullable=False),
+        sa.Column("resource_id", sa.Integer(), nullable=False),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.Enum("waiting", "offered", "claimed", "expired", "cancelled", name="waitliststatus",
+                                    native_enum=False, create_constraint=True, length=16), nullable=False),
+        sa.Column("offer_booking_id", sa.Integer(), nullable=True),
+        sa.Column("offer_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("studio_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("window_end > window_start", name=op.f("ck_waitlist_entries_window_order")),
+        sa.ForeignKeyConstraint(["offer_booking_id"], ["bookings.id"],
+                                name=op.f("fk_waitlist_entries_offer_booking_id_bookings"), ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["package_id"], ["packages.id"], name=op.f("fk_waitlist_entries_package_id_packages"),
+                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["resource_id"], ["resources.id"],
+                                name=op.f("fk_waitlist_entries_resource_id_resources"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["student_id"], ["users.id"], name=op.f("fk_waitlist_entries_student_id_users"),
+                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["studio_id"], ["studios.id"], name=op.f("fk_waitlist_entries_studio_id_studios"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_waitlist_entries")),
+    )
+    with op.batch_alter_table("waitlist_entries") as batch_op:
+        batch_op.create_index("ix_waitlist_entries_queue", ["status", "resource_id", "created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_waitlist_entries_student_id"), ["student_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_waitlist_entries_studio_id"), ["studio_id"], unique=False)
+
     with op.batch_alter_table("studios") as batch_op:
         batch_op.add_column(sa.Column("series_max_weeks", sa.Integer(), nullable=False, server_default="16"))
         batch_op.add_column(sa.Column("waitlist_offer_minutes", sa.Integer(), nullable=False,
@@ -221,6 +255,7 @@ def downgrade():
     if not _sqlite():
         op.execute("DROP TRIGGER IF EXISTS credit_ledger_no_update ON credit_ledger")
         op.execute("DROP FUNCTION IF EXISTS credit_ledger_append_only()")
+    op.drop_table("waitlist_entries")
     op.drop_table("credit_ledger")
     op.drop_table("credit_balances")
     op.drop_table("lesson_packs")

@@ -1,6 +1,8 @@
 """Weekly lessons for students: plan a series, hold and pay for it, see it, cancel the rest of it."""
 from __future__ import annotations
 
+from datetime import date, datetime, time
+
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -11,6 +13,7 @@ from portal.http import external_url
 from portal.models import PaymentStatus, Role
 from portal.payments import PaymentProviderError, get_provider
 from portal.services import availability, credits, fulfilment, receipts, series
+from portal.services import waitlist as waiting_list
 from portal.services.audit import Actor
 from portal.services.errors import DomainError, InvalidInput
 
@@ -125,3 +128,62 @@ def checkout_cancelled(series_id: int):
         db.session.commit()
         flash("You left Checkout: the weekly times are free for others again. Nothing was charged.", "info")
     return redirect(url_for("series.show", series_id=series_id), code=303)
+
+
+# --- waitlist -------------------------------------------------------------------------------------------------
+
+@bp.get("/waitlist")
+@studio_role_required(Role.STUDENT)
+def waitlist():
+    return render_template("series/waitlist.html", entries=waiting_list.entries_of(current_user), now=utcnow())
+
+
+@bp.post("/waitlist")
+@studio_role_required(Role.STUDENT)
+def waitlist_join():
+    """Wait for a time on a day: the form sends the local date and a from/to wall-clock time."""
+    form = request.form
+    tz = g.studio.tz
+    try:
+        day = date.fromisoformat(form.get("date", ""))
+        start = datetime.combine(day, time.fromisoformat(form.get("from") or "00:00"), tz)
+        end = datetime.combine(day, time.fromisoformat(form.get("to") or "23:59"), tz)
+    except ValueError:
+        return render_template("errors/error.html", status=422, title="Not added to the waitlist",
+                               message="Give a date and a time range such as 15:00 to 19:00."), 422
+    try:
+        waiting_list.join(studio=g.studio, student=current_user, package_slug=form.get("package"),
+                          resource_slug=form.get("resource"), from_raw=start.isoformat(), to_raw=end.isoformat(),
+                          now=utcnow())
+    except DomainError as problem:
+        return render_template("errors/error.html", status=problem.status, title="Not added to the waitlist",
+                               message=problem.message), problem.status
+    flash("You are on the waitlist: we email you when a time frees up.", "success")
+    return redirect(url_for("series.waitlist"), code=303)
+
+
+@bp.post("/waitlist/<int:entry_id>/claim")
+@studio_role_required(Role.STUDENT)
+def waitlist_claim(entry_id: int):
+    now = utcnow()
+    try:
+        payment = waiting_list.claim(
+            entry_id=entry_id, student=current_user, provider=get_provider(), now=now,
+            success_url=external_url("series.waitlist", claimed=entry_id),
+            cancel_url=external_url("series.waitlist"))
+    except DomainError as problem:
+        return render_template("errors/error.html", status=problem.status, title="This offer cannot be claimed",
+                               message=problem.message), problem.status
+    return redirect(payment.checkout_url, code=303)
+
+
+@bp.post("/waitlist/<int:entry_id>/leave")
+@studio_role_required(Role.STUDENT)
+def waitlist_leave(entry_id: int):
+    try:
+        waiting_list.leave(entry_id=entry_id, student=current_user, now=utcnow())
+    except DomainError as problem:
+        return render_template("errors/error.html", status=problem.status, title="Not changed",
+                               message=problem.message), problem.status
+    flash("You left the waitlist.", "success")
+    return redirect(url_for("series.waitlist"), code=303)

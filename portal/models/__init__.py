@@ -21,12 +21,14 @@ from portal.models.series import BookingSeries
 from portal.models.studios import Studio
 from portal.models.tokens import AccountToken, TokenPurpose
 from portal.models.users import Membership, Role, User
+from portal.models.waitlist import WaitlistEntry, WaitlistStatus
 
 __all__ = [
     "AccountToken", "ApiKey", "AuditEntry", "AvailabilityRule", "Blackout", "Booking", "BookingSeries",
     "BookingStatus", "ConfigProposal", "ConfigState", "ConfigVersion", "CreditBalance", "CreditEntry", "CreditKind",
     "DriftFinding", "EventStatus", "GAINS", "LessonPack", "MakeupCredit", "Membership", "NotificationLog",
     "Package", "Payment", "PaymentFlag", "PaymentStatus", "ProposalState", "Refund", "RefundStatus", "Reschedule",
-    "Resolution", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User", "WebhookEvent",
+    "Resolution", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User",
+    "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
     "WebhookSignature",
 ]
