@@ -5,6 +5,7 @@
 - `credit_balances` (one locked row per student, studio and lesson length; `balance >= 0` is a CHECK) and
   `credit_ledger` (append-only: a trigger refuses every UPDATE on both PostgreSQL and SQLite).
 - `payments.series_id`: a series paid in one Checkout.
+- `pack_purchases`: lesson packs bought through Checkout.
 - `waitlist_entries`: students waiting for a time, with the offer a freed time becomes.
 - `studios.series_max_weeks`, `waitlist_offer_minutes`, `makeup_valid_days` (published with the configuration).
 
@@ -192,6 +193,37 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_payments_series_id"), ["series_id"], unique=False)
 
     op.create_table(
+        "pack_purchases",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("student_id", sa.Integer(), nullable=False),
+        sa.Column("pack_id", sa.Integer(), nullable=False),
+        sa.Column("checkout_session_id", sa.String(length=255), nullable=False),
+        sa.Column("checkout_url", sa.Text(), nullable=False),
+        sa.Column("amount_minor", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.Enum("pending", "paid", "expired", "mismatch", name="packpurchasestatus",
+                                    native_enum=False, create_constraint=True, length=16), nullable=False),
+        sa.Column("payment_intent_id", sa.String(length=255), nullable=True),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("studio_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("amount_minor >= 0", name=op.f("ck_pack_purchases_amount_non_negative")),
+        sa.ForeignKeyConstraint(["pack_id"], ["lesson_packs.id"], name=op.f("fk_pack_purchases_pack_id_lesson_packs"),
+                                ondelete="RESTRICT"),
+        sa.ForeignKeyConstraint(["student_id"], ["users.id"], name=op.f("fk_pack_purchases_student_id_users"),
+                                ondelete="RESTRICT"),
+        sa.ForeignKeyConstraint(["studio_id"], ["studios.id"], name=op.f("fk_pack_purchases_studio_id_studios"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pack_purchases")),
+        sa.UniqueConstraint("checkout_session_id", name=op.f("uq_pack_purchases_checkout_session_id")),
+    )
+    with op.batch_alter_table("pack_purchases") as batch_op:
+        batch_op.create_index(batch_op.f("ix_pack_purchases_status"), ["status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_pack_purchases_student_id"), ["student_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_pack_purchases_studio_id"), ["studio_id"], unique=False)
+
+    op.create_table(
         "waitlist_entries",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("student_id", sa.Integer(), nullable=False),
@@ -256,6 +288,7 @@ def downgrade():
         op.execute("DROP TRIGGER IF EXISTS credit_ledger_no_update ON credit_ledger")
         op.execute("DROP FUNCTION IF EXISTS credit_ledger_append_only()")
     op.drop_table("waitlist_entries")
+    op.drop_table("pack_purchases")
     op.drop_table("credit_ledger")
     op.drop_table("credit_balances")
     op.drop_table("lesson_packs")

@@ -10,7 +10,7 @@ from portal.clock import utcnow
 from portal.formatting import local_date_iso
 from portal.http import render
 from portal.models import Booking, Role
-from portal.services import bookings, credits, lesson_changes, lessons, series
+from portal.services import bookings, credits, lesson_changes, lessons, packs, series
 from portal.services.errors import DomainError, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
 
@@ -34,6 +34,7 @@ def index():
                            balances=credits.balances(current_user.id),
                            credit_history=credits.history(current_user.id, limit=50),
                            credit_labels=credits.KIND_LABELS, weekly=lessons.series_of(upcoming),
+                           packs=packs.on_sale(), pack_paid=request.args.get("pack") == "paid",
                            calendar_token=calendars.ensure_token(membership))
 
 

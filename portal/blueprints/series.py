@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.http import external_url
 from portal.models import PaymentStatus, Role
 from portal.payments import PaymentProviderError, get_provider
-from portal.services import availability, credits, fulfilment, receipts, series
+from portal.services import availability, credits, fulfilment, packs, receipts, series
 from portal.services import waitlist as waiting_list
 from portal.services.audit import Actor
 from portal.services.errors import DomainError, InvalidInput
@@ -187,3 +187,19 @@ def waitlist_leave(entry_id: int):
                                message=problem.message), problem.status
     flash("You left the waitlist.", "success")
     return redirect(url_for("series.waitlist"), code=303)
+
+
+# --- lesson packs ---------------------------------------------------------------------------------------------
+
+@bp.post("/packs/<pack_slug>/buy")
+@studio_role_required(Role.STUDENT)
+def buy_pack(pack_slug: str):
+    try:
+        purchase = packs.start_purchase(studio=g.studio, student=current_user, pack_slug=pack_slug,
+                                        provider=get_provider(), now=utcnow(),
+                                        success_url=external_url("lessons.index", pack="paid"),
+                                        cancel_url=external_url("lessons.index"))
+    except DomainError as problem:
+        return render_template("errors/error.html", status=problem.status, title="Pack not bought",
+                               message=problem.message), problem.status
+    return redirect(purchase.checkout_url, code=303)

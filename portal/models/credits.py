@@ -99,3 +99,31 @@ class CreditEntry(TenantMixin, TimestampMixin, db.Model):
     pack_id: Mapped[int | None] = mapped_column(ForeignKey("lesson_packs.id", ondelete="SET NULL"))
     actor_label: Mapped[str] = mapped_column(String(254), nullable=False, default="")
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class PackPurchaseStatus(str, enum.Enum):
+    PENDING = "pending"      # Checkout Session open
+    PAID = "paid"            # paid: the pack's credits are on the ledger
+    EXPIRED = "expired"      # Checkout expired or was abandoned
+    MISMATCH = "mismatch"    # Stripe reports another amount or currency: no credits, ops decide
+
+
+class PackPurchase(TenantMixin, TimestampMixin, db.Model):
+    """A lesson pack bought through Stripe Checkout. `portal.services.states.pack_purchase` owns its status; the
+    credits are added in the same transaction that marks it paid."""
+
+    __tablename__ = "pack_purchases"
+    __table_args__ = (CheckConstraint("amount_minor >= 0", name="amount_non_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False, index=True)
+    pack_id: Mapped[int] = mapped_column(ForeignKey("lesson_packs.id", ondelete="RESTRICT"), nullable=False)
+    checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    checkout_url: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[PackPurchaseStatus] = mapped_column(str_enum(PackPurchaseStatus, 16), nullable=False,
+                                                       default=PackPurchaseStatus.PENDING, index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

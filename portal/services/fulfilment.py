@@ -17,7 +17,7 @@ from portal import metrics, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import audit, notifications, refunds
+from portal.services import audit, notifications, packs, refunds
 from portal.services.errors import NotFound
 from portal.services.states import booking as booking_states
 from portal.services.states import payment as payments
@@ -119,7 +119,13 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
     if event.type in SESSION_EVENTS:
         payment = _payment_for_session(obj.get("id"))
         if payment is None:
-            return "ignored"  # not one of ours (another integration on the same Stripe account)
+            purchase = packs.for_session(obj.get("id"))
+            if purchase is None:
+                return "ignored"  # not one of ours (another integration on the same Stripe account)
+            event.studio_id = purchase.studio_id
+            purchase_id, session_id = purchase.id, purchase.checkout_session_id
+            db.session.commit()
+            return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
         event.studio_id = payment.studio_id
         payment_id, session_id = payment.id, payment.checkout_session_id
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe

@@ -98,3 +98,36 @@ def test_a_series_and_a_single_lesson_paid_with_credits(client, student):
     lessons = client.get(f"{STUDIO}/lessons").get_data(True)
     assert 'id="weekly-series"' in lessons and "Paid with a lesson credit" in lessons
     assert '<strong class="credit-balance" data-minutes="60">0</strong>' in lessons
+
+
+def test_a_lesson_pack_bought_through_checkout_adds_its_credits_once(app, client, auth, stripe_standin):
+    """Outside a long-lived app context: the webhook's job writes from its own thread (SQLite has one writer)."""
+    from portal.models import LessonPack, PackPurchase, PackPurchaseStatus
+    from tests.payments.helpers import deliver, pay
+
+    with app.app_context():
+        studio = make_studio(buffer_minutes=0)
+        person = make_user("learner@example.com", roles=[(studio, Role.STUDENT)])
+        studio_id, person_id = studio.id, person.id
+        with tenancy.scoped(studio_id):
+            db.session.add(LessonPack(studio_id=studio_id, slug="ten-60", name="Ten lessons", lesson_count=10,
+                                      lesson_minutes=60, valid_days=180, price_minor=60000, currency="usd"))
+            db.session.commit()
+    auth.login("learner@example.com", PASSWORD)
+    page = client.get(f"{STUDIO}/lessons").get_data(True)
+    assert 'id="packs-on-sale"' in page
+    answer = client.post(f"{STUDIO}/packs/ten-60/buy", data={"csrf_token": csrf_token_from(page)})
+    assert answer.status_code == 303 and "/c/pay/cs_test_" in answer.headers["Location"]
+    assert client.post(f"{STUDIO}/packs/nope/buy", data={"csrf_token": csrf_token_from(page)}).status_code == 404
+    with app.app_context(), tenancy.scoped(studio_id):
+        purchase = db.session.scalar(select(PackPurchase))
+        session_id, purchase_id = purchase.checkout_session_id, purchase.id
+    pay(stripe_standin, session_id)
+    deliver(app, client, stripe_standin, types=("checkout.session.completed",), times=2)  # a redelivery too
+    with app.app_context(), tenancy.scoped(studio_id):
+        assert db.session.get(PackPurchase, purchase_id).status == PackPurchaseStatus.PAID
+        assert credits.usable(person_id, 60) == 10
+        entry = credits.history(person_id)[0]
+        assert (entry.kind.value, entry.amount, entry.pack_id) == ("purchase", 10, db.session.scalar(
+            select(LessonPack.id)))
+        assert entry.expires_at == db.session.get(PackPurchase, purchase_id).paid_at + timedelta(days=180)
