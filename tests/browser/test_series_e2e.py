@@ -124,3 +124,22 @@ def test_admin_grants_a_credit_and_sees_it(page: Page, live_app, live_server):
     assert_fits_phone_width(page, "the admin's credits page")
     page.goto(f"{STUDIO}/admin/audit")
     expect(page.locator("main")).to_contain_text("missed lesson last term")
+
+
+def test_student_joins_and_leaves_the_waitlist(page: Page, live_app, live_server):
+    log_in(page)
+    open_package(page)
+    show_piano_times_on(page, lesson_day())
+    page.get_by_text("None of these suits? Join the waitlist").click()
+    form = page.locator("#waitlist-form")
+    form.get_by_label("From").fill("16:00")
+    form.get_by_label("To").fill("18:00")
+    form.get_by_role("button", name="Tell me when a time frees up").click()
+    page.wait_for_url(f"**{STUDIO}/waitlist")
+    expect(page.locator(".alert-success")).to_contain_text("You are on the waitlist")
+    entry = page.locator("#waitlist > li").first
+    expect(entry.locator(".badge")).to_have_text("Waiting")
+    expect(entry).to_contain_text("Piano room")
+    assert_fits_phone_width(page, "the waitlist")
+    entry.get_by_role("button", name="Leave the waitlist").click()
+    expect(page.locator("#waitlist > li").first.locator(".badge")).to_have_text("Cancelled")
