@@ -48,6 +48,10 @@ def test_a_credit_books_a_confirmed_lesson_and_the_balance_is_the_ledger_sum(stu
         assert summary["entries"][0]["booking"] == booking.id
         actions = db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
         assert "credit.grant" in actions and "credit.booking" in actions
+    from portal.services import reconciliation
+
+    with tenancy.all_tenants():  # a lesson paid with a credit is paid, for the ops invariant
+        assert reconciliation.items("confirmed_without_payment", utcnow()) == []
     assert_ledger_matches_balances(studio.id)
 
 

@@ -64,6 +64,10 @@ def test_a_series_paid_in_one_checkout_confirms_every_week(app, client, studio, 
         assert payment.status == PaymentStatus.PAID and payment.paid_minor == 4 * 6500
         line = get_provider().retrieve_checkout_session(session_id)
         assert line.amount_total == 4 * 6500
+    from portal.services import reconciliation
+
+    with app.app_context(), tenancy.all_tenants():  # every week counts as paid for the ops invariant
+        assert reconciliation.items("confirmed_without_payment", utcnow()) == []
 
 
 def test_cancelling_one_week_refunds_that_week_and_the_rest_refunds_exactly_the_unused_weeks(
