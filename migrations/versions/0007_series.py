@@ -7,6 +7,7 @@
 - `payments.series_id`: a series paid in one Checkout.
 - `pack_purchases`: lesson packs bought through Checkout.
 - `waitlist_entries`: students waiting for a time, with the offer a freed time becomes.
+- make-up lessons already owed (`makeup_credits`) become make-up credits on the ledger, valid 90 days.
 - `studios.series_max_weeks`, `waitlist_offer_minutes`, `makeup_valid_days` (published with the configuration).
 
 Revision ID: 0007_series
@@ -14,6 +15,8 @@ Revises: 0006_ops
 Create Date: 2026-12-02 09:30:00
 
 """
+from datetime import datetime, timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -62,6 +65,37 @@ def _restore_overlap_triggers() -> None:
         for statement in SQLITE_NO_OVERLAP:
             op.execute("DROP TRIGGER IF EXISTS " + statement.split()[2])
             op.execute(statement)
+
+
+def _makeup_credits_into_the_ledger() -> None:
+    """Make-up lessons owed before the ledger existed become make-up credits (valid 90 days from when they were
+    earned), so students can book with them like any credit."""
+    bind = op.get_bind()
+    rows = bind.execute(sa.text("SELECT studio_id, student_id, booking_id, minutes, created_at FROM makeup_credits "
+                                "ORDER BY id")).all()
+    for studio_id, student_id, booking_id, minutes, created_at in rows:
+        if not 0 < minutes <= 480:
+            continue
+        if isinstance(created_at, str):  # SQLite hands back the stored text
+            created_at = datetime.fromisoformat(created_at)
+        expires_at = created_at + timedelta(days=90)
+        if _sqlite():  # naive UTC text in the models' fixed format
+            created_at, expires_at = (value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+                                      for value in (created_at, expires_at))
+        key = {"studio": studio_id, "student": student_id, "minutes": minutes}
+        balance_id = bind.execute(sa.text("SELECT id FROM credit_balances WHERE studio_id = :studio AND "
+                                          "student_id = :student AND minutes = :minutes"), key).scalar()
+        if balance_id is None:
+            bind.execute(sa.text("INSERT INTO credit_balances (studio_id, student_id, minutes, balance, updated_at) "
+                                 "VALUES (:studio, :student, :minutes, 0, :at)"), {**key, "at": created_at})
+            balance_id = bind.execute(sa.text("SELECT id FROM credit_balances WHERE studio_id = :studio AND "
+                                              "student_id = :student AND minutes = :minutes"), key).scalar()
+        bind.execute(sa.text("INSERT INTO credit_ledger (balance_id, student_id, minutes, kind, amount, expires_at, "
+                             "booking_id, actor_label, note, studio_id, created_at) VALUES (:balance, :student, "
+                             ":minutes, 'makeup', 1, :expires, :booking, 'system', 'Make-up lesson for a late "
+                             "cancellation.', :studio, :at)"),
+                     {**key, "balance": balance_id, "expires": expires_at, "booking": booking_id, "at": created_at})
+        bind.execute(sa.text("UPDATE credit_balances SET balance = balance + 1 WHERE id = :id"), {"id": balance_id})
 
 
 def upgrade():
@@ -255,6 +289,8 @@ def upgrade():
         batch_op.create_index("ix_waitlist_entries_queue", ["status", "resource_id", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_waitlist_entries_student_id"), ["student_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_waitlist_entries_studio_id"), ["studio_id"], unique=False)
+
+    _makeup_credits_into_the_ledger()
 
     with op.batch_alter_table("studios") as batch_op:
         batch_op.add_column(sa.Column("series_max_weeks", sa.Integer(), nullable=False, server_default="16"))
