@@ -245,3 +245,32 @@ def test_the_calendar_feed_lists_each_week_with_its_own_uid_and_a_cancel_changes
                    or int(after[uid].get("sequence", 0)) != int(listed[uid].get("sequence", 0))}
         assert changed == {calendars.event_uid(weeks[1])}
         assert str(after[calendars.event_uid(weeks[1])]["status"]) == "CANCELLED"
+
+
+@BOTH
+def test_one_week_moves_alone_and_the_rest_of_a_credit_series_gives_its_credits_back(setup):
+    from portal.services import lesson_changes
+
+    studio, (alice, *_) = setup
+    first = datetime.combine(next_weekday(0, after_days=4), time(13), NY)
+    with tenancy.scoped(studio.id):
+        credits.grant(studio=db.session.get(Studio, studio.id), student_id=alice.id, minutes=60, amount=4,
+                      valid_days=365, note="term", actor=audit.SYSTEM, now=utcnow())
+    held = _hold(studio, alice, first, 4, pay_with="credits")
+    with tenancy.scoped(studio.id):
+        weeks = series.weeks_of(held.id)
+        moved_to = first + timedelta(weeks=1, hours=2)
+        lesson_changes.reschedule(studio=db.session.get(Studio, studio.id), booking=weeks[1], actor=alice,
+                                  resource_slug="drums", start_raw=moved_to.isoformat(), now=utcnow())
+        weeks = series.weeks_of(held.id)
+        assert [w.start_at for w in weeks] == [first, moved_to, first + timedelta(weeks=2),
+                                               first + timedelta(weeks=3)]
+        assert weeks[1].resource.slug == "drums" and weeks[1].series_id == held.id
+        assert {w.resource.slug for w in (weeks[0], weeks[2], weeks[3])} == {"piano"}
+        preview = series.cancel_rest_terms(db.session.get(BookingSeries, held.id), utcnow())
+        assert [(w.credit, w.terms.late, w.terms.refund_minor) for w in preview] == [(True, False, 0)] * 4
+        series.cancel_rest(series=db.session.get(BookingSeries, held.id), actor=alice, now=utcnow())
+        assert credits.usable(alice.id, 60) == 4
+        returned = [e for e in credits.history(alice.id) if e.kind.value == "returned"]
+        assert sorted(e.booking_id for e in returned) == sorted(w.id for w in weeks)
+    assert_ledger_matches_balances(studio.id)
