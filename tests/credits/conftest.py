@@ -1,13 +1,14 @@
 """A studio open around the clock with students, and helpers to read the credit ledger."""
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
 from portal import tenancy
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import CreditBalance, CreditEntry, Role
 from tests.factories import make_studio, make_user
@@ -25,6 +26,15 @@ def studio(app_ctx):
 
 def local(studio, day, hh_mm: str) -> datetime:
     return datetime.combine(day, time.fromisoformat(hh_mm), studio.tz)
+
+
+def soon_start(tz, after_hours: int = 4) -> datetime:
+    """A whole-hour local start between `after_hours` and about 16 hours from now that a 60-minute lesson fits in
+    an 00:00-23:30 day, whatever the clock says (any hour, any DST day): inside a 24-hour cancel window."""
+    start = (utcnow() + timedelta(hours=after_hours)).astimezone(tz).replace(minute=0, second=0, microsecond=0)
+    while not 8 <= start.hour <= 20:
+        start = (start + timedelta(hours=1)).astimezone(tz)
+    return start
 
 
 def assert_ledger_matches_balances(studio_id: int) -> None:

@@ -15,7 +15,7 @@ from portal.models import AuditEntry, Booking, BookingStatus, CreditBalance, Cre
 from portal.services import audit, credits
 from portal.services.errors import SlotUnavailable
 from portal.services.states import credit as credit_states
-from tests.credits.conftest import BOTH, assert_ledger_matches_balances, local
+from tests.credits.conftest import BOTH, assert_ledger_matches_balances, local, soon_start
 from tests.factories import next_weekday
 
 
@@ -201,7 +201,7 @@ def test_a_late_cancel_keeps_the_credit_unless_the_policy_gives_a_make_up(studio
     alice = studio.students[0]
     now = utcnow()
     _grant(studio, alice, amount=2, now=now)
-    soon = (now + timedelta(hours=5)).astimezone(studio.tz).replace(minute=0, second=0, microsecond=0)
+    soon = soon_start(studio.tz, after_hours=5)
     booking = _book(studio, alice, soon, now=now)
     _cancel(studio, booking.id, alice, now)
     with tenancy.scoped(studio.id):

@@ -16,6 +16,7 @@ from portal.models import Booking, BookingStatus, Payment, PaymentStatus, Refund
 from portal.payments import get_provider
 from portal.services import lesson_changes, series
 from portal.services.errors import Conflict
+from tests.credits.conftest import soon_start
 from tests.factories import make_studio, make_user
 from tests.payments.helpers import deliver, drain, pay
 
@@ -73,7 +74,7 @@ def test_a_series_paid_in_one_checkout_confirms_every_week(app, client, studio, 
 def test_cancelling_one_week_refunds_that_week_and_the_rest_refunds_exactly_the_unused_weeks(
         app, client, studio, stripe_standin):
     # Week 1 starts within the cancel window (late: half refunded); weeks 2-4 are far enough ahead (full refund).
-    soon = (utcnow() + timedelta(hours=6)).astimezone(NY).replace(minute=0, second=0, microsecond=0)
+    soon = soon_start(NY, after_hours=6)
     series_id, _ = _paid_series(app, client, stripe_standin, studio, soon, weeks=4)
     with app.app_context(), tenancy.scoped(studio.id):
         weeks = series.weeks_of(series_id)
