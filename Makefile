@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # tests/conftest.py) to: a Monday; a Saturday evening in New York, already Sunday in UTC; the Sunday the US clocks go
 # forward, just after 2 a.m. in New York; the Sunday they go back, inside the repeated hour (1:30 a.m. EST).
 TEST_DATES := 2027-01-04T14:00:00+00:00 2026-12-05T23:30:00-05:00 2027-03-14T06:30:00+00:00 2026-11-01T06:30:00+00:00
-DATE_SENSITIVE_TESTS := tests/lessons tests/calendar tests/notifications tests/unit
+DATE_SENSITIVE_TESTS := tests/lessons tests/calendar tests/notifications tests/unit tests/series tests/credits
 # The admin and ops tests build dates from the clock too: they run again on the spring-forward Sunday.
 MORE_DATE_TESTS := tests/admin tests/ops
 MORE_DATES_AT := 2027-03-14T06:30:00+00:00
@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.reconciliation
 	$(BIN)/python -m benchmarks.configuration
+	$(BIN)/python -m benchmarks.series
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

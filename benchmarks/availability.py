@@ -9,7 +9,7 @@ reports p50/p95/mean/max wall time (ms) of lesson-60 availability on room-1:
                     test client (studio lookup, package and resource lookups, the service, JSON)
   service, 1 day    availability.free_slots_on() for that day (studio and offer already loaded)
   service, 31 days  availability.free_slots() for 31 days, split into its two halves:
-    db fetch        availability._inputs(): rules, blackouts and ~550 busy spans from PostgreSQL
+    db fetch        availability.inputs(): rules, blackouts and ~550 busy spans from PostgreSQL
     compute         slots.free_slots_range() on those inputs (pure Python)
 
 The database `portal_bench_<pid>` is created on the server of BENCH_POSTGRES_URL (default
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace, database_url: str, instance_path: str) -> dict
                                              args.range_iterations, args.warmup)
             r["service_31d"].update(days=len(by_day), slots=sum(map(len, by_day.values())))
             r["service_31d_db_fetch"], (rules, blackouts, busy) = timed(
-                lambda: availability._inputs(studio, offer.resource, first_day, last_day, now),
+                lambda: availability.inputs(studio, offer.resource, first_day, last_day, now),
                 args.range_iterations, args.warmup)
             r["service_31d_db_fetch"]["busy_spans"] = len(busy)
             r["service_31d_compute"], by_day = timed(lambda: slots.free_slots_range(

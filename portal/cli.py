@@ -27,7 +27,8 @@ def seed_demo_command():
 
 
 @click.command("sweep")
-@click.argument("which", type=click.Choice(["all", "holds", "events", "signatures", "refunds"]), default="all")
+@click.argument("which", default="all",
+                type=click.Choice(["all", "holds", "events", "signatures", "refunds", "credits", "waitlist"]))
 @with_appcontext
 def sweep_command(which):
     """Run the periodic sweeps now: release expired holds, re-queue stuck webhook events and unsent refunds,
@@ -42,6 +43,10 @@ def sweep_command(which):
         click.echo(f"re-queued {refunds.requeue_stale_refunds()} unsent refunds")
     if which in ("all", "signatures"):
         click.echo(f"pruned {sweeps.prune_webhook_signatures()} old webhook signatures")
+    if which in ("all", "credits"):
+        click.echo(f"wrote off {sweeps.expire_credits()} expired lesson credits")
+    if which in ("all", "waitlist"):
+        click.echo(f"waitlist: {sweeps.waitlist_offers()}")
 
 
 @click.group("ops")

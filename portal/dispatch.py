@@ -28,11 +28,13 @@ JOBS = {
     "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
     "requeue_stale_refunds": "portal.jobs.refunds.requeue_stale_refunds",
     "reconcile_with_stripe": "portal.jobs.reconciliation.reconcile_with_stripe",
+    "expire_credits": "portal.jobs.sweeps.expire_credits",
+    "waitlist_offers": "portal.jobs.sweeps.waitlist_offers",
 }
 SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signatures", "send_due_reminders",
-          "requeue_stale_refunds")
+          "requeue_stale_refunds", "waitlist_offers")
 #: Jobs the sweeper queues once an hour (one worker per hour across the fleet).
-HOURLY = ("reconcile_with_stripe",)
+HOURLY = ("reconcile_with_stripe", "expire_credits")
 HOUR_SEC = 3600
 
 

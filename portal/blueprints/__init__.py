@@ -5,9 +5,9 @@ from portal import tenancy
 
 
 def register(app: Flask) -> None:
-    from portal.blueprints import admin, admin_api, api, auth, calendar, health, lessons, ops, studio, webhooks
+    from portal.blueprints import admin, admin_api, api, auth, calendar, health, lessons, ops, series, studio, webhooks
 
-    for module in (health, auth, studio, lessons, calendar, api, admin, admin_api, ops, webhooks):
+    for module in (health, auth, studio, lessons, series, calendar, api, admin, admin_api, ops, webhooks):
         app.register_blueprint(module.bp)
     auth.init_login()
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
+from flask_login import current_user
 
-from portal.blueprints.context import studio_scoped
+from portal.blueprints.context import login_required_here, studio_scoped
 from portal.clock import utcnow
 from portal.http import public
-from portal.services import availability, configuration, studio_cache
+from portal.services import availability, configuration, credits, series, studio_cache
 from portal.services.configuration import display
 from portal.services.errors import InvalidInput
 
@@ -67,3 +68,26 @@ def availability_for_day():
 def _offer_json(offer: availability.Offer) -> dict:
     return {"studio": g.studio.slug, "package": offer.package.slug, "resource": offer.resource.slug,
             "timezone": g.studio.timezone, "duration_minutes": offer.package.duration_minutes}
+
+
+@bp.get("/series-availability")
+def series_availability():
+    """Every week of a weekly series at the same local wall-clock time, free or with the reason it is not."""
+    args = request.args
+    missing = [name for name in ("package", "resource", "start", "weeks") if not args.get(name)]
+    if missing:
+        raise InvalidInput(f"Missing query parameter(s): {', '.join(missing)}.", code="parameter_missing")
+    offer, planned = series.plan_request(g.studio, package_slug=args["package"], resource_slug=args["resource"],
+                                         start_raw=args["start"], weeks_raw=args["weeks"], now=utcnow())
+    return jsonify(studio=g.studio.slug, package=offer.package.slug, resource=offer.resource.slug,
+                   timezone=g.studio.timezone, max_weeks=g.studio.series_max_weeks,
+                   occurrences=[o.as_json() for o in planned])
+
+
+@bp.get("/me/credits")
+def my_credits():
+    """The logged-in student's lesson credits here: the balance (the sum of the entries) and every entry."""
+    refused = login_required_here()
+    if refused is not None:
+        return refused
+    return jsonify(credits.as_json(current_user.id))

@@ -10,7 +10,7 @@ from portal.clock import utcnow
 from portal.formatting import local_date_iso
 from portal.http import render
 from portal.models import Booking, Role
-from portal.services import bookings, lesson_changes, lessons
+from portal.services import bookings, credits, lesson_changes, lessons, packs, series
 from portal.services.errors import DomainError, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
 
@@ -31,6 +31,10 @@ def index():
     membership = next(m for m in current_user.memberships if m.studio_id == g.studio.id and m.role == Role.STUDENT)
     return render_template("lessons/index.html", upcoming=upcoming, past=past, now=now,
                            credits=lessons.open_makeup_credits(current_user),
+                           balances=credits.balances(current_user.id),
+                           credit_history=credits.history(current_user.id, limit=50),
+                           credit_labels=credits.KIND_LABELS, weekly=lessons.series_of(upcoming),
+                           packs=packs.on_sale(), pack_paid=request.args.get("pack") == "paid",
                            calendar_token=calendars.ensure_token(membership))
 
 
@@ -83,8 +87,7 @@ def reschedule_submit(booking_id: int):
 @studio_role_required(Role.STUDENT)
 def cancel(booking_id: int):
     booking = _own_booking(booking_id)
-    payment = booking.payment
-    paid = payment.paid_minor if payment else 0
+    _, paid = series.payment_share(booking)
     terms = cancel_terms(booking, utcnow(), paid_minor=paid)
     if not terms.allowed:
         return render_template("errors/error.html", status=409, title="This lesson cannot be cancelled",

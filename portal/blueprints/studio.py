@@ -19,6 +19,7 @@ from portal.services import (
     bookings,
     checkout,
     configuration,
+    credits,
     fulfilment,
     month_view,
     receipts,
@@ -111,7 +112,10 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
         return url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None,
                        date=other_day.isoformat())
 
+    credit_balance = (credits.usable(current_user.id, package.duration_minutes)
+                      if current_user.is_authenticated and slot_action is None else 0)
     return dict(package=package, resources=resources, resource=resource, day=day, first_day=first,
+                credit_balance=credit_balance,
                 last_day=last, slots=slots, month=month, error=error, notice=notice,
                 picker_url=url_for(picker_endpoint, **picker_values),
                 day_url=day_url, slot_action=slot_action or url_for("studio.create_booking"),
@@ -128,8 +132,15 @@ def _package_or_404(package_slug: str) -> studio_cache.CachedPackage:
 @bp.get("/packages/<package_slug>")
 @public
 def package(package_slug: str):
-    context = picker_context(_package_or_404(package_slug), request.args.get("resource"),
-                             request.args.get("date"))
+    found = _package_or_404(package_slug)
+    if request.args.get("weekly") == "1":  # "every week": a chosen time opens the plan of the series
+        context = picker_context(found, request.args.get("resource"), request.args.get("date"),
+                                 picker_values={"package_slug": found.slug, "weekly": 1},
+                                 slot_action=url_for("series.plan"),
+                                 hidden={"package": found.slug, "weeks": min(10, g.studio.series_max_weeks)})
+        context.update(weekly=True, slot_method="get", slot_verb="Every week from")
+    else:
+        context = picker_context(found, request.args.get("resource"), request.args.get("date"))
     return render("studio/package.html", "studio/_slots.html", 422 if context["error"] else 200, **context)
 
 
@@ -194,6 +205,16 @@ def create_booking():
         abort(403, "Join this studio as a student to book lessons.")
     form = request.form
     now = utcnow()
+    if form.get("payment") == "credit":  # a lesson credit instead of paying: confirmed at once
+        try:
+            booking = credits.book_with_credit(studio=g.studio, student=current_user,
+                                               package_slug=form.get("package", ""),
+                                               resource_slug=form.get("resource", ""), start_raw=form.get("start"),
+                                               now=now)
+        except DomainError as problem:
+            return _booking_refused(problem)
+        flash("Your lesson is booked with a credit.", "success")
+        return redirect(url_for("studio.booking", booking_id=booking.id), code=303)
     try:
         booking = bookings.hold_slot(studio=g.studio, student=current_user, package_slug=form.get("package", ""),
                                      resource_slug=form.get("resource", ""), start_raw=form.get("start"), now=now)

@@ -66,11 +66,14 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
     cancelled_by: Mapped[str | None] = mapped_column(String(16))  # "student" or "studio"
     cancel_reason: Mapped[str | None] = mapped_column(String(200))  # what the student is told (a studio cancel)
     ical_sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The weekly series this lesson is one week of (see `portal.models.series`), if any.
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("booking_series.id", ondelete="RESTRICT"), index=True)
 
     student = relationship("User")
     package = relationship("Package")
     resource = relationship("Resource")
     studio = relationship("Studio")
+    series = relationship("BookingSeries", back_populates="bookings")
 
     @property
     def duration_minutes(self) -> int:

@@ -54,6 +54,9 @@ class Payment(TenantMixin, TimestampMixin, db.Model):
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # A weekly series paid in one Checkout: the payment hangs on its first week and covers every week of the series
+    # (`amount_minor` is the total; each week's share is its `price_minor`).
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("booking_series.id", ondelete="RESTRICT"), index=True)
 
     booking = relationship("Booking", backref=db.backref("payment", uselist=False))
 

@@ -29,6 +29,9 @@ class Studio(TimestampMixin, db.Model):
         CheckConstraint("max_reschedules >= 0", name="max_reschedules_non_negative"),
         CheckConstraint("cancel_window_hours >= 0", name="window_non_negative"),
         CheckConstraint("late_cancel_fee_percent >= 0 AND late_cancel_fee_percent <= 100", name="fee_percent_range"),
+        CheckConstraint("series_max_weeks > 0 AND series_max_weeks <= 52", name="series_weeks_range"),
+        CheckConstraint("waitlist_offer_minutes >= 15", name="offer_at_least_15"),
+        CheckConstraint("makeup_valid_days > 0", name="makeup_days_positive"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -50,6 +53,11 @@ class Studio(TimestampMixin, db.Model):
     cancel_window_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
     late_cancel_fee_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=50)
     late_cancel_makeup: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Weekly lessons and credits: the longest series a student may book (a term), how long a waitlist offer holds
+    # its slot, and how long a make-up credit stays usable.
+    series_max_weeks: Mapped[int] = mapped_column(Integer, nullable=False, default=16)
+    waitlist_offer_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=120)
+    makeup_valid_days: Mapped[int] = mapped_column(Integer, nullable=False, default=90)
     config_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     calendar_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 

@@ -51,7 +51,10 @@ class ProviderEvent:
 class PaymentProvider(Protocol):
     def create_checkout_session(self, *, amount_minor: int, currency: str, product_name: str, reference: str,
                                 metadata: dict[str, str], customer_email: str | None, success_url: str,
-                                cancel_url: str, expires_at: datetime, idempotency_key: str) -> CheckoutSession: ...
+                                cancel_url: str, expires_at: datetime, idempotency_key: str,
+                                quantity: int = 1) -> CheckoutSession:
+        """`amount_minor` is the price of one item; the session's total is `amount_minor` × `quantity`."""
+        ...
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession: ...
 

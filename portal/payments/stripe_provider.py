@@ -82,10 +82,10 @@ class StripeProvider:
             raise _translate(error) from error
 
     def create_checkout_session(self, *, amount_minor, currency, product_name, reference, metadata, customer_email,
-                                success_url, cancel_url, expires_at, idempotency_key) -> CheckoutSession:
+                                success_url, cancel_url, expires_at, idempotency_key, quantity=1) -> CheckoutSession:
         params = {
             "mode": "payment",
-            "line_items": [{"quantity": 1, "price_data": {"currency": currency, "unit_amount": amount_minor,
+            "line_items": [{"quantity": quantity, "price_data": {"currency": currency, "unit_amount": amount_minor,
                                                           "product_data": {"name": product_name}}}],
             "client_reference_id": reference,
             "metadata": metadata,

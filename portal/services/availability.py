@@ -91,7 +91,7 @@ def _utc_span(studio: Studio, first_day: date, last_day: date) -> tuple[datetime
     return start, end
 
 
-def _inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, now: datetime):
+def inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, now: datetime):
     """Opening hours and blackouts from the studio's cached calendar; the live bookings in one query."""
     span_start, span_end = _utc_span(studio, first_day, last_day)
     calendar = studio_cache.calendar(studio)
@@ -119,7 +119,7 @@ def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, no
     first_day, last_day = max(first_day, window_first), min(last_day, window_last)
     if last_day < first_day or not studio.active:  # a suspended studio offers no times
         return {}
-    rules, blackouts, busy = _inputs(studio, offer.resource, first_day, last_day, now)
+    rules, blackouts, busy = inputs(studio, offer.resource, first_day, last_day, now)
     return slots.free_slots_range(
         tz=studio.tz, first_day=first_day, last_day=last_day, rules=rules, blackouts=blackouts,
         busy=[] if ignore_bookings else busy,

@@ -35,7 +35,7 @@ def parse_start(raw: str | None) -> datetime:
     return parse_instant(raw, field="start")
 
 
-def _is_overlap_violation(error: IntegrityError) -> bool:
+def is_overlap_violation(error: IntegrityError) -> bool:
     sqlstate = getattr(error.orig, "sqlstate", None)
     return sqlstate == "23P01" or "booking_overlap" in str(error.orig)
 
@@ -51,7 +51,7 @@ def slot_write(outcome: str):
         yield
     except IntegrityError as error:
         db.session.rollback()
-        if _is_overlap_violation(error):
+        if is_overlap_violation(error):
             raise SlotUnavailable(f"Sorry, someone has just taken that time. {outcome}") from None
         raise
     except OperationalError as error:
@@ -64,13 +64,10 @@ def slot_write(outcome: str):
         raise
 
 
-def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug: str, start_raw: str | None,
-              now: datetime) -> Booking:
-    """Hold `start` for `student` until the hold expires, or raise.
-
-    Raises `NotFound` (unknown package/resource), `InvalidInput` (not a bookable time, too many open holds)
-    or `SlotUnavailable` (someone holds or booked it: the database refused the overlap).
-    """
+def bookable_offer(*, studio: Studio, package_slug: str, resource_slug: str, start_raw: str | None,
+                   now: datetime) -> tuple[availability.Offer, datetime]:
+    """The package, resource and start a booking form posted, checked to be a bookable time (ignoring other
+    bookings: whether it is free is the database's call). Raises `InvalidInput` (422) otherwise."""
     refuse_if_suspended(studio)
     try:
         offer = availability.find_offer(studio, package_slug or "", resource_slug or "")
@@ -82,22 +79,39 @@ def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug
     if start not in {s.astimezone(timezone.utc) for s in bookable.get(local_day, [])}:
         raise InvalidInput("That time is not open for booking. Pick one of the listed times.",
                            code="start_not_bookable", field="start")
+    return offer, start
 
+
+def new_hold(*, studio: Studio, student: User, offer: availability.Offer, start: datetime, now: datetime,
+             series_id: int | None = None) -> Booking:
+    """A `held` booking of `offer` at `start` (not yet added to the session): the price and expiry of now."""
+    end = start + timedelta(minutes=offer.package.duration_minutes)
+    return Booking(
+        studio_id=studio.id, student_id=student.id, package_id=offer.package.id, resource_id=offer.resource.id,
+        start_at=start, end_at=end, occupied_until=end + studio.buffer, status=BookingStatus.HELD,
+        hold_expires_at=hold_expiry(now, studio.hold_minutes), series_id=series_id,
+        price_minor=offer.package.price_minor, currency=offer.package.currency,
+    )
+
+
+def hold_slot(*, studio: Studio, student: User, package_slug: str, resource_slug: str, start_raw: str | None,
+              now: datetime) -> Booking:
+    """Hold `start` for `student` until the hold expires, or raise.
+
+    Raises `NotFound` (unknown package/resource), `InvalidInput` (not a bookable time, too many open holds)
+    or `SlotUnavailable` (someone holds or booked it: the database refused the overlap).
+    """
+    offer, start = bookable_offer(studio=studio, package_slug=package_slug, resource_slug=resource_slug,
+                                  start_raw=start_raw, now=now)
     open_holds = db.session.scalar(select(func.count(Booking.id)).where(
-        Booking.student_id == student.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
+        Booking.student_id == student.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now,
+        Booking.series_id.is_(None)))
     if open_holds >= MAX_OPEN_HOLDS:
         raise InvalidInput(f"You already have {open_holds} lessons waiting for payment. "
                            "Pay for or release one first.", code="too_many_holds")
 
-    end = start + timedelta(minutes=offer.package.duration_minutes)
-    occupied_until = end + studio.buffer
-    booking = Booking(
-        studio_id=studio.id, student_id=student.id, package_id=offer.package.id, resource_id=offer.resource.id,
-        start_at=start, end_at=end, occupied_until=occupied_until, status=BookingStatus.HELD,
-        hold_expires_at=hold_expiry(now, studio.hold_minutes),
-        price_minor=offer.package.price_minor, currency=offer.package.currency,
-    )
-    resource_id = offer.resource.id
+    booking = new_hold(studio=studio, student=student, offer=offer, start=start, now=now)
+    resource_id, occupied_until = offer.resource.id, booking.occupied_until
     # Start a fresh transaction whose first statement writes: on SQLite it then waits its turn for the write
     # lock instead of failing because it read an older snapshot.
     db.session.commit()

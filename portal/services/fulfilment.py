@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal import metrics, tenancy
 from portal.extensions import db
-from portal.models import BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
+from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
 from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import audit, notifications, refunds
+from portal.services import audit, notifications, packs, refunds
 from portal.services.errors import NotFound
 from portal.services.states import booking as booking_states
 from portal.services.states import payment as payments
@@ -120,7 +120,13 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
     if event.type in SESSION_EVENTS:
         payment = _payment_for_session(obj.get("id"))
         if payment is None:
-            return "ignored"  # not one of ours (another integration on the same Stripe account)
+            purchase = packs.for_session(obj.get("id"))
+            if purchase is None:
+                return "ignored"  # not one of ours (another integration on the same Stripe account)
+            event.studio_id = purchase.studio_id
+            purchase_id, session_id = purchase.id, purchase.checkout_session_id
+            db.session.commit()
+            return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
         event.studio_id = payment.studio_id
         payment_id, session_id = payment.id, payment.checkout_session_id
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
@@ -167,6 +173,10 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
         if booking.status == BookingStatus.HELD:  # expires a payment still pending with it
             booking_states.release(booking.id, now=now, actor=audit.SYSTEM,
                                    note="The payment failed." if async_failed else "Checkout expired unpaid.")
+            if payment.series_id is not None:  # the other weeks of a series paid in one Checkout
+                for week_id in db.session.scalars(select(Booking.id).where(
+                        Booking.series_id == payment.series_id, Booking.status == BookingStatus.HELD)).all():
+                    booking_states.release(week_id, now=now, actor=audit.SYSTEM, note="Checkout expired unpaid.")
         elif payment.status == PaymentStatus.PENDING:
             payments.expire(payment.id, now=now)
         db.session.commit()
@@ -179,7 +189,7 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
 
 def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime) -> str:
     """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone."""
-    if (payment.status == PaymentStatus.PAID and payment.flag is None
+    if (payment.status == PaymentStatus.PAID and payment.flag is None and payment.series_id is None
             and payment.booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED)):
         return _place_paid(payment, now)
     if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
@@ -197,6 +207,8 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
 
     booking = payment.booking
     payment_id, booking_id, booking_status = payment.id, booking.id, booking.status
+    if payment.series_id is not None:
+        return _settle_series(payment, received, session, now)
     if booking_status in (BookingStatus.HELD, BookingStatus.EXPIRED):
         # The policy in force when it was paid decides its fate.
         snapshot = booking.studio.policy_snapshot()
@@ -234,6 +246,31 @@ def _place_paid(payment: Payment, now: datetime) -> str:
 
 
 _UNPLACEABLE = "paid after the hold expired and the slot was taken: refunded in full"
+
+
+def _settle_series(payment: Payment, received: dict, session: CheckoutSession, now: datetime) -> str:
+    """A weekly series paid in one Checkout: every week it still holds is confirmed with the payment, in one
+    transaction, each with the policy of now. If a week's time was taken after its hold expired, nothing is
+    confirmed and the whole payment is refunded (the student is told and can book again)."""
+    payment_id, series_id = payment.id, payment.series_id
+    weeks = db.session.execute(select(Booking.id, Booking.status).where(Booking.series_id == series_id)
+                               .order_by(Booking.start_at)).all()
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.EXPIRED,
+                              PaymentStatus.FAILED):
+        return "processed"
+    snapshot = payment.booking.studio.policy_snapshot()
+    pending = [week_id for week_id, status in weeks if status in (BookingStatus.HELD, BookingStatus.EXPIRED)]
+    try:
+        payments.settle(payment_id, now=now, **received)
+        for week_id in pending:
+            booking_states.confirm(week_id, now=now, policy=snapshot)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a week's time was booked by someone else after the hold expired: refund
+        return _refund_unplaceable(payment_id, session, now)
+    for week_id in pending:
+        notifications.enqueue("confirmation", week_id, key=notifications.confirmation_key(week_id))
+    return "processed"
 
 
 def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:

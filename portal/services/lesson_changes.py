@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, MakeupCredit, Refund, Resource, Studio, User
-from portal.services import availability, notifications, refunds
+from portal.services import availability, credits, notifications, refunds, series
 from portal.services.audit import Actor
 from portal.services.bookings import parse_start, refuse_if_suspended, slot_write
 from portal.services.errors import Conflict, DomainError, InvalidInput
@@ -83,8 +83,7 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
     Outside the cancel window the refund is full; inside it the booking is a late cancel and the fee is kept.
     The booking's payment becomes refunded when Stripe confirms the refund.
     """
-    payment = booking.payment
-    paid = payment.paid_minor if payment else 0
+    payment, paid = series.payment_share(booking)  # a week of a series owns its share of the series' payment
     terms = cancel_terms(booking, now, paid_minor=paid)
     if not terms.allowed:
         raise PolicyRefusal(terms.reason)
@@ -98,6 +97,7 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
         if terms.makeup:
             db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
                                         booking_id=booking_id, minutes=booking.duration_minutes))
+        credits.give_back(booking, now=now, actor=who, late=terms.late, makeup=terms.makeup)
         refund_id = None
         if payment is not None and terms.refund_minor > 0:
             refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
@@ -120,14 +120,16 @@ def cancel_by_studio(*, booking: Booking, actor: Actor, note: str, now: datetime
     student is emailed, and nothing counts against them (no late fee, no policy). `reason` is what the email tells
     the student (a blackout's reason, say); `note` goes to the audit log. A second attempt is refused (409) and
     changes nothing, so nothing is refunded or sent twice."""
-    payment = booking.payment
+    payment, share = series.payment_share(booking)
+    whole = payment is not None and payment.series_id is None  # a single lesson's payment is all its own
     booking_id = booking.id
     try:
         booking_states.cancel(booking_id, now=now, actor=actor, late=False, note=note, by_studio=True,
                               reason=reason)
+        credits.give_back(booking, now=now, actor=actor, late=False, makeup=False, by_studio=True)
         refund_id = None
         if payment is not None:
-            amount = refunds.refundable(payment)
+            amount = refunds.refundable(payment) if whole else min(share, refunds.refundable(payment))
             if amount > 0:
                 refund_id = refunds.record(payment=payment, amount_minor=amount, reason="studio_cancelled",
                                            purpose_key=f"booking:{booking_id}:studio_cancel", now=now, actor=actor,

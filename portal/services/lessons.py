@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, MakeupCredit, User
+from portal.models import Booking, BookingSeries, BookingStatus, MakeupCredit, User
 from portal.services.policy import CancelTerms, Decision, cancel_terms, reschedule_decision
 from portal.services.receipts import PaymentSummary, summarize
 
@@ -43,3 +43,12 @@ def lessons_of(student: User, now: datetime) -> tuple[list[Lesson], list[Lesson]
 
 def open_makeup_credits(student: User) -> list[MakeupCredit]:
     return db.session.scalars(select(MakeupCredit).where(MakeupCredit.student_id == student.id)).all()
+
+
+def series_of(upcoming: list[Lesson]) -> list[tuple[BookingSeries, list[Lesson]]]:
+    """The weekly series among the upcoming lessons, each with its upcoming weeks (first week first)."""
+    grouped: dict[int, list[Lesson]] = {}
+    for lesson in upcoming:
+        if lesson.booking.series_id is not None:
+            grouped.setdefault(lesson.booking.series_id, []).append(lesson)
+    return [(found[0].booking.series, found) for found in grouped.values()]

@@ -27,7 +27,7 @@ from portal.services import configuration, receipts
 
 log = logging.getLogger(__name__)
 
-KINDS = ("confirmation", "reschedule", "cancellation", "reminder")
+KINDS = ("confirmation", "reschedule", "cancellation", "reminder", "waitlist_offer")
 #: Reminders go out for lessons starting within this long.
 REMINDER_LEAD = timedelta(hours=24)
 REMINDER_PREFIX = "reminder:booking:"
@@ -36,6 +36,7 @@ SUBJECTS = {
     "reschedule": "Your lesson at {studio} was moved",
     "cancellation": "Your lesson at {studio} was cancelled",
     "reminder": "Reminder: your lesson at {studio} {day}",
+    "waitlist_offer": "A lesson time at {studio} is free for you",
 }
 
 
@@ -187,6 +188,9 @@ def _context(kind: str, booking: Booking, now: datetime) -> dict:
         context.update(_moved(booking, tz))
     elif kind == "cancellation":
         context.update(_cancelled(booking, summary))
+    elif kind == "waitlist_offer":
+        context.update(offer_until=formatting.when(booking.hold_expires_at, tz, studio.locale),
+                       waitlist_url=absolute_url("series.waitlist", studio_slug=studio.slug))
     on_day = day or "on " + formatting.day(booking.start_at, studio.locale, tz)
     context["subject"] = SUBJECTS[kind].format(studio=studio.name, day=on_day)
     return context

@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
+from portal.extensions import db
 from portal.formatting import money
-from portal.models import Booking, BookingStatus, PaymentStatus, RefundStatus
+from portal.models import Booking, BookingStatus, Payment, PaymentStatus, RefundStatus
 
 #: `PaymentSummary.state` values.
-NO_PAYMENT, AWAITING, PROCESSING, PAID, UNDER_REVIEW, FAILED, NOT_PAID = (
-    "no_payment", "awaiting", "processing", "paid", "under_review", "failed", "not_paid")
+NO_PAYMENT, AWAITING, PROCESSING, PAID, UNDER_REVIEW, FAILED, NOT_PAID, CREDIT = (
+    "no_payment", "awaiting", "processing", "paid", "under_review", "failed", "not_paid", "credit")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class PaymentSummary:
             return "Waiting for payment"
         if self.state == NO_PAYMENT:
             return "Not paid"
+        if self.state == CREDIT:
+            return "Paid with a lesson credit"
         if self.state == PROCESSING:
             return "Payment processing at your bank"
         if self.state == FAILED:
@@ -66,11 +71,19 @@ class PaymentSummary:
 
 
 def summarize(booking: Booking, now: datetime) -> PaymentSummary:
+    """A week of a series paid in one Checkout shows its own share: its price, and the refunds made for it."""
     payment = booking.payment
+    if payment is None and booking.series_id is not None:
+        payment = db.session.scalar(select(Payment).where(Payment.series_id == booking.series_id))
     if payment is None:
-        return PaymentSummary(NO_PAYMENT, booking.currency, booking.price_minor, 0, 0, 0, False, None)
+        state = CREDIT if booking.price_minor == 0 and booking.status != BookingStatus.HELD else NO_PAYMENT
+        return PaymentSummary(state, booking.currency, booking.price_minor, 0, 0, 0, False, None)
     status = payment.status
     refunds = list(payment.refunds)
+    paid = payment.paid_minor
+    if payment.series_id is not None:
+        refunds = [r for r in refunds if (r.purpose_key or "").startswith(f"booking:{booking.id}:")]
+        paid = booking.price_minor if paid >= booking.price_minor else paid
     refunded = sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED)
     pending = sum(r.amount_minor for r in refunds if r.status == RefundStatus.PENDING)
     failed = any(r.status == RefundStatus.FAILED for r in refunds)
@@ -89,5 +102,5 @@ def summarize(booking: Booking, now: datetime) -> PaymentSummary:
         state = FAILED
     else:
         state = NOT_PAID
-    return PaymentSummary(state, payment.currency, booking.price_minor, payment.paid_minor, refunded, pending,
+    return PaymentSummary(state, payment.currency, booking.price_minor, paid, refunded, pending,
                           failed, checkout_url)

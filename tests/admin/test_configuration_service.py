@@ -34,7 +34,8 @@ BRANDING = {"display_name": "Studio", "primary_color": "#112233", "accent_color"
 def test_a_minimal_document_gets_every_default():
     document = schema.validate({"branding": BRANDING})
     assert document["booking"] == {"min_notice_minutes": 120, "slot_interval_minutes": 30, "buffer_minutes": 10,
-                                   "hold_minutes": 30, "horizon_days": 90}
+                                   "hold_minutes": 30, "horizon_days": 90, "series_max_weeks": 16,
+                                   "waitlist_offer_minutes": 120, "makeup_valid_days": 90}
     assert document["branding"]["font"] == "system" and document["branding"]["logo_url"] == ""
 
 

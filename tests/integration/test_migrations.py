@@ -14,7 +14,8 @@ EXPECTED_TABLES = {
     "studios", "users", "memberships", "resources", "packages", "availability_rules", "blackouts", "payments",
     "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits", "notification_log",
     "account_tokens", "config_versions", "config_proposals", "api_keys", "ops_resolutions", "drift_findings",
-    "bookings", "audit_log", "alembic_version",
+    "bookings", "audit_log", "alembic_version", "booking_series", "lesson_packs", "credit_balances", "credit_ledger",
+    "waitlist_entries", "pack_purchases",
 }
 
 
@@ -57,7 +58,7 @@ def test_upgrade_from_empty_builds_every_table_and_the_overlap_guard(fresh_datab
         else:
             triggers = db.session.execute(text(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")).scalars().all()
-            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update"]
+            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update", "credit_ledger_no_update"]
         db.session.remove()
         db.engine.dispose()
 
@@ -103,5 +104,46 @@ def test_policy_checks_exist_in_the_migrated_schema(fresh_database, tmp_path):
                                     "late_cancel_fee_percent, created_at) VALUES ('x', 'x', 'UTC', 'usd', true, 0, "
                                     "0, 30, 30, 30, 150, CURRENT_TIMESTAMP)"))
         db.session.rollback()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("fresh_database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_make_up_lessons_owed_before_the_ledger_become_usable_credits(fresh_database, tmp_path):
+    app = _app(fresh_database, tmp_path)
+    earned = "2026-06-01 12:00:00"
+    with app.app_context():
+        upgrade(revision="0006_ops")
+        for statement in (
+            "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
+            "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
+            "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
+            "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
+            "(1, 'a@example.com', 'A', '!', false, true, :at)",
+            "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
+            "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
+            "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
+            "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
+            "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, status, "
+            "price_minor, currency, updated_at, studio_id, created_at) VALUES (1, 1, 1, 1, :at, :end, :end, "
+            "'cancelled', 6500, 'usd', :at, 1, :at)",
+            "INSERT INTO makeup_credits (id, student_id, booking_id, minutes, studio_id, created_at) VALUES "
+            "(1, 1, 1, 60, 1, :at)",
+        ):
+            db.session.execute(text(statement), {"at": earned + "+00:00" if db.engine.dialect.name == "postgresql"
+                                                 else earned, "end": "2026-06-01 13:00:00+00:00"
+                                                 if db.engine.dialect.name == "postgresql" else "2026-06-01 13:00:00"})
+        db.session.commit()
+        upgrade()
+        from portal import tenancy
+        from portal.models import CreditEntry, CreditKind
+        from portal.services import credits
+
+        with tenancy.scoped(1):
+            assert credits.usable(1, 60) == 1 == credits.ledger_sum(1)
+            entry = db.session.scalar(db.select(CreditEntry))
+            assert (entry.kind, entry.amount, entry.booking_id) == (CreditKind.MAKEUP, 1, 1)
+            assert entry.expires_at.isoformat() == "2026-08-30T12:00:00+00:00"
         db.session.remove()
         db.engine.dispose()

@@ -64,7 +64,8 @@ def required_note(field: str = "note") -> str:
 
 #: The admin's sections, in menu order (endpoint, label); a section shows once its module exists.
 SECTIONS = [("admin.dashboard", "Home"), ("admin.bookings", "Bookings"), ("admin.calendar", "Calendar"),
-            ("admin.catalogue", "Catalogue"), ("admin.configuration", "Configuration"), ("admin.team", "Team"),
+            ("admin.catalogue", "Catalogue"), ("admin.credits_page", "Lessons & credits"),
+            ("admin.configuration", "Configuration"), ("admin.team", "Team"),
             ("admin.api_keys", "API keys"), ("admin.audit", "Audit log")]
 
 
@@ -91,6 +92,7 @@ from portal.blueprints.admin import (  # noqa: E402,F401
     calendar,
     catalogue,
     configuration,
+    credits,
     home,
     team,
 )

@@ -19,7 +19,8 @@ from portal.services.configuration import FONTS, display, schema
 COLORS = ("primary_color", "accent_color")
 TEXTS = ("display_name", "logo_url", "welcome_text")
 NUMBERS = {
-    "booking": ("min_notice_minutes", "buffer_minutes", "hold_minutes", "horizon_days"),
+    "booking": ("min_notice_minutes", "buffer_minutes", "hold_minutes", "horizon_days", "series_max_weeks",
+                "waitlist_offer_minutes", "makeup_valid_days"),
     "policy": ("reschedule_lead_hours", "max_reschedules", "cancel_window_hours", "late_cancel_fee_percent"),
 }
 _WHOLE = re.compile(r"-?[0-9]{1,9}")

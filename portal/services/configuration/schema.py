@@ -109,6 +109,9 @@ class BookingRules(_Section):
     buffer_minutes: Annotated[StrictInt, Field(ge=0, le=120)] = 10
     hold_minutes: Annotated[StrictInt, Field(ge=HOLD_MINUTES[0], le=HOLD_MINUTES[1])] = 30
     horizon_days: Annotated[StrictInt, Field(ge=1, le=366)] = 90
+    series_max_weeks: Annotated[StrictInt, Field(ge=1, le=52)] = 16  # the longest weekly series (a term)
+    waitlist_offer_minutes: Annotated[StrictInt, Field(ge=15, le=7 * 24 * 60)] = 120
+    makeup_valid_days: Annotated[StrictInt, Field(ge=1, le=730)] = 90
 
 
 class Policy(_Section):

@@ -36,7 +36,10 @@ def initial_document(studio: Studio, package_slugs: list[str]) -> dict:
                      "accent_color": DEFAULT_COLORS[1]},
         "booking": {"min_notice_minutes": studio.min_notice_minutes,
                     "slot_interval_minutes": studio.slot_interval_minutes, "buffer_minutes": studio.buffer_minutes,
-                    "hold_minutes": studio.hold_minutes, "horizon_days": studio.booking_horizon_days},
+                    "hold_minutes": studio.hold_minutes, "horizon_days": studio.booking_horizon_days,
+                    "series_max_weeks": studio.series_max_weeks or 16,
+                    "waitlist_offer_minutes": studio.waitlist_offer_minutes or 120,
+                    "makeup_valid_days": studio.makeup_valid_days or 90},
         "policy": studio.policy_snapshot(),
         "packages": {slug: {"position": i} for i, slug in enumerate(package_slugs)},
     })
@@ -195,6 +198,9 @@ def _project(studio_id: int, document: dict, *, version: int, expected: int | No
         config_version=version, min_notice_minutes=rules["min_notice_minutes"],
         slot_interval_minutes=rules["slot_interval_minutes"], buffer_minutes=rules["buffer_minutes"],
         hold_minutes=rules["hold_minutes"], booking_horizon_days=rules["horizon_days"],
+        series_max_weeks=rules.get("series_max_weeks", 16),
+        waitlist_offer_minutes=rules.get("waitlist_offer_minutes", 120),
+        makeup_valid_days=rules.get("makeup_valid_days", 90),
         cancel_window_hours=policy["cancel_window_hours"], late_cancel_fee_percent=policy["late_cancel_fee_percent"],
         reschedule_lead_hours=policy["reschedule_lead_hours"], max_reschedules=policy["max_reschedules"],
         late_cancel_makeup=policy["late_cancel_makeup"]).execution_options(synchronize_session=False)
