@@ -61,6 +61,9 @@ class RQDispatcher:
             self._queue = Queue(QUEUE_NAME, connection=connection)
         return self._queue
 
+    def depth(self) -> int:
+        return self.queue.count
+
     def enqueue(self, name: str, *args) -> None:
         from redis.exceptions import RedisError
         from rq import Retry
@@ -82,6 +85,11 @@ class InProcessDispatcher:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portal-job")
         self._pending: set[Future | threading.Timer] = set()
         self._lock = threading.Lock()
+
+    def depth(self) -> int:
+        """Jobs waiting: queued on the pool or for a retry (running ones included; the pool is small)."""
+        with self._lock:
+            return len(self._pending)
 
     def enqueue(self, name: str, *args) -> None:
         self._submit(name, args, attempt=1)

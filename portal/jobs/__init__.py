@@ -5,16 +5,24 @@ The queue and job names live in `portal.dispatch`; jobs take ids and the clock i
 from __future__ import annotations
 
 import functools
+import time
 
+from portal import metrics
 from portal.extensions import db
 
 
 def job(fn):
+    """Run a job with a clean session afterwards, counting its run time and failures by job name."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        started = time.perf_counter()
         try:
             return fn(*args, **kwargs)
+        except Exception:
+            metrics.job_failures.labels(fn.__name__).inc()
+            raise
         finally:
+            metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
             db.session.remove()
 
     return wrapper
