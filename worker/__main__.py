@@ -21,6 +21,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-interval", type=float, default=30.0,
                         help="seconds between sweep rounds (0 disables sweeps in this worker)")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve this process's metrics on this port (for workers on hosts without a web "
+                             "process; see dashboards/prometheus/scrape.example.yml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -30,6 +33,8 @@ def main(argv=None) -> int:
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")
     from rq import SimpleWorker
 
+    if args.metrics_port:
+        metrics.serve_worker_metrics(args.metrics_port)
     stop = threading.Event()
     with app.app_context():
         if args.sweep_interval > 0 and not args.burst:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
+
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     found = {}
@@ -10,6 +12,17 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
         for sample in family.samples:
             found[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return found
+
+
+def served_names(text: str) -> set[str]:
+    """Every series name the text declares, with or without samples yet (a family with no children yet still has
+    its HELP and TYPE lines)."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ()))
+        names.update(sample.name for sample in family.samples)
+    return names
 
 
 class Scrape:
@@ -28,7 +41,7 @@ class Scrape:
         return later.value(name, **labels) - self.value(name, **labels)
 
     def names(self) -> set[str]:
-        return {name for name, _ in self.values}
+        return served_names(self.text)
 
 
 def scrape(client) -> Scrape:
