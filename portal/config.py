@@ -34,6 +34,7 @@ class Settings:
     stripe_replay_window_sec: int = 86400
     prometheus_multiproc_dir: str = ""
     metrics_token: str = ""
+    metrics_cache_seconds: int = 15  # how long /metrics reuses the database-derived gauges
     mail_from: str = "Studio Portal <no-reply@localhost>"
     smtp_host: str = ""
     smtp_port: int = 25
@@ -130,6 +131,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         stripe_replay_window_sec=replay_sec,
         prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip(),
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 15, errors),
         mail_from=env.get("MAIL_FROM", "").strip() or Settings.mail_from,
         smtp_host=env.get("SMTP_HOST", "").strip(),
         smtp_port=_int(env, "SMTP_PORT", 25, errors),

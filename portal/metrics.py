@@ -259,7 +259,7 @@ def init_app(app: Flask) -> None:
                                  group_by="endpoint", excluded_paths=["^/metrics$", "^/static/"],
                                  buckets=HTTP_BUCKETS)
     exporter.init_app(app)
-    gauges = DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", 15.0))
+    gauges = DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", settings.metrics_cache_seconds))
 
     def scrape_registry() -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=True)
