@@ -54,7 +54,7 @@ def booking_stats(now: datetime) -> BookingStats:
             .where(Studio.active.is_(True), Resource.active.is_(True))).all()
         # Confirmed (count, minutes) and late cancellations, in one pass over the status index.
         counted = db.session.execute(
-            select(Booking.resource_id, Booking.status, func.count(Booking.id),
+            select(Booking.resource_id, Booking.status, func.count(),
                    func.coalesce(func.sum(Package.duration_minutes), 0))
             .join(Package, Package.id == Booking.package_id)
             .where(or_(confirmed, and_(Booking.status == BookingStatus.CANCELLED,
