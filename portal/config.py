@@ -35,6 +35,7 @@ class Settings:
     prometheus_multiproc_dir: str = ""
     metrics_token: str = ""
     metrics_cache_seconds: int = 15  # how long /metrics reuses the database-derived gauges
+    log_format: str = "text"  # text | json (one JSON object per line)
     mail_from: str = "Studio Portal <no-reply@localhost>"
     smtp_host: str = ""
     smtp_port: int = 25
@@ -132,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip(),
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 15, errors),
+        log_format=env.get("LOG_FORMAT", "").strip().lower() or Settings.log_format,
         mail_from=env.get("MAIL_FROM", "").strip() or Settings.mail_from,
         smtp_host=env.get("SMTP_HOST", "").strip(),
         smtp_port=_int(env, "SMTP_PORT", 25, errors),
@@ -157,6 +159,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
 
 def validate(settings: Settings) -> list[str]:
     errors = []
+    if settings.log_format not in ("text", "json"):
+        errors.append(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
     if settings.is_production:
         key = settings.secret_key
         if key.lower() in _WEAK_SECRETS or len(key) < 32 or len(set(key)) < 10:

@@ -25,9 +25,9 @@ def main(argv=None) -> int:
                         help="serve this process's metrics on this port (for workers on hosts without a web "
                              "process; see dashboards/prometheus/scrape.example.yml)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
     app = create_app()
+    if app.config["PORTAL_SETTINGS"].log_format == "text":  # json: create_app installed the JSON handler
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dispatcher = app.extensions["dispatcher"]
     if not isinstance(dispatcher, dispatch.RQDispatcher):
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")

@@ -7,23 +7,40 @@ from __future__ import annotations
 import functools
 import time
 
-from portal import metrics
+from portal import logs, metrics
 from portal.extensions import db
 
 
+def _request_id() -> str | None:
+    """The id of the request that queued this job: RQ keeps it in the job's meta; in-process jobs already run
+    under it."""
+    from rq import get_current_job
+
+    rq_job = get_current_job()
+    if rq_job is not None:
+        return rq_job.meta.get("request_id")
+    return logs.current_request_id()
+
+
 def job(fn):
-    """Run a job with a clean session afterwards, counting its run time and failures by job name."""
+    """Run a job under its request's id with a clean session afterwards: one log line, its run time and failures
+    counted by job name."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            metrics.job_failures.labels(fn.__name__).inc()
-            raise
-        finally:
-            metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
-            db.session.remove()
+        outcome = "failed"
+        with logs.request_id_scope(_request_id()):
+            try:
+                result = fn(*args, **kwargs)
+                outcome = str(result)
+                return result
+            except Exception:
+                metrics.job_failures.labels(fn.__name__).inc()
+                raise
+            finally:
+                metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
+                logs.log_job(fn.__name__, args, outcome, started)
+                db.session.remove()
 
     return wrapper
 
