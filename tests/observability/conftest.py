@@ -1,8 +1,10 @@
-"""Observability tests reuse the lessons' paid-lesson fixtures (booked and paid through the Stripe stand-in)."""
+"""Observability tests reuse the lessons' paid-lesson fixtures (booked and paid through the Stripe stand-in) and the
+admin tests' two studios, admin client and API keys."""
 from __future__ import annotations
 
 import pytest
 
+from tests.admin.conftest import admin, make_api_key, world  # noqa: F401  (fixtures)
 from tests.lessons.conftest import app_env, paid_lesson, studio  # noqa: F401  (fixtures)
 
 
