@@ -31,6 +31,7 @@ from portal.models import Booking, BookingStatus, Resource, Studio
 TOOK_PLACE = (BookingStatus.CONFIRMED, BookingStatus.NO_SHOW)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SEASON = 7
+NO_ACTION = "No action needed."
 #: A robust standard deviation is never taken below this (3 points of utilisation, about one 15-minute lesson in an
 #: 8-hour day), so a flat or nearly flat history does not turn every small wobble into an alarm.
 MIN_SIGMA = 0.03
@@ -258,7 +259,7 @@ def severity(history: History, *, threshold: float = 3.0, baseline_days: int = 1
         action = (f"Check {history.days[i].isoformat()}: {name} was {round(history.values[i] * 100)}% booked "
                   f"against a usual {round(statistics.median(history.values) * 100)}%.")
     else:
-        action = "No action needed."
+        action = NO_ACTION
     findings = [f"{name} was {round(history.values[i] * 100)}% booked on {history.days[i].isoformat()}, against a "
                 f"usual {round(statistics.median(history.values) * 100)}% (z = {z})." for i, z in points]
     findings += [f"{name} moved {s.direction} from {round(s.baseline * 100)}% to about {round(s.level * 100)}% "
