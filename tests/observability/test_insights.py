@@ -161,3 +161,17 @@ def test_the_methods_on_noisy_series():
     assert insights.seasonal_anomalies(weekly, 3, 0.1) == []
     assert insights.cusum_shifts(weekly, 14, 0.5, 5) == []
     assert [i for i, *_ in insights.seasonal_anomalies(spike, 3, 0.1)] == [40]
+
+
+@pytest.mark.parametrize("endpoint", ["utilization-anomalies", "utilization-seasonal-anomalies",
+                                      "utilization-persistence-anomalies", "anomaly-severity"])
+def test_the_answers_match_the_openapi_document(admin, histories, endpoint):
+    from tests.web.test_openapi import SPEC, _check
+
+    responses = SPEC["paths"][f"/s/{{studio}}/api/admin/resources/{endpoint}"]["get"]["responses"]
+    ok = admin.get(f"{API}/{endpoint}?window=56")
+    _check(ok.get_json(), responses["200"]["content"]["application/json"]["schema"])
+    bad = admin.get(f"{API}/{endpoint}?window=2")
+    refusal = SPEC["components"]["responses"][responses["422"]["$ref"].rsplit("/", 1)[1]]
+    assert bad.status_code == 422
+    _check(bad.get_json(), refusal["content"]["application/json"]["schema"])

@@ -17,7 +17,7 @@ def _check(value, schema):
     if "$ref" in schema:
         schema = SPEC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     kind = schema.get("type")
-    python = {"object": dict, "array": list, "string": str, "integer": int}
+    python = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
     if kind:
         assert isinstance(value, python[kind]), f"{value!r} is not {kind}"
     if kind == "object":
