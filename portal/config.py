@@ -36,6 +36,8 @@ class Settings:
     metrics_token: str = ""
     metrics_cache_seconds: int = 15  # how long /metrics reuses the database-derived gauges
     log_format: str = "text"  # text | json (one JSON object per line)
+    otel_endpoint: str = ""  # OTLP/HTTP collector base URL; empty: no tracing at all
+    otel_service_name: str = "studio-portal"
     mail_from: str = "Studio Portal <no-reply@localhost>"
     smtp_host: str = ""
     smtp_port: int = 25
@@ -134,6 +136,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 15, errors),
         log_format=env.get("LOG_FORMAT", "").strip().lower() or Settings.log_format,
+        otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
+        otel_service_name=env.get("OTEL_SERVICE_NAME", "").strip() or Settings.otel_service_name,
         mail_from=env.get("MAIL_FROM", "").strip() or Settings.mail_from,
         smtp_host=env.get("SMTP_HOST", "").strip(),
         smtp_port=_int(env, "SMTP_PORT", 25, errors),

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from flask import Flask, current_app
 
-from portal import logs
+from portal import logs, tracing
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class RQDispatcher:
         retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
         try:
             self.queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
-                               failure_ttl=7 * 86400, meta={"request_id": logs.current_request_id()})
+                               failure_ttl=7 * 86400,
+                               meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
         except RedisError as error:
             raise DispatchError(f"could not enqueue {name}: {error}") from error
 
@@ -94,10 +95,10 @@ class InProcessDispatcher:
             return len(self._pending)
 
     def enqueue(self, name: str, *args) -> None:
-        self._submit(name, args, attempt=1, request_id=logs.current_request_id())
+        self._submit(name, args, attempt=1, request_id=logs.current_request_id(), trace=tracing.carrier())
 
-    def _submit(self, name, args, attempt, request_id=None):
-        future = self._pool.submit(self._run, name, args, attempt, request_id)
+    def _submit(self, name, args, attempt, request_id=None, trace=None):
+        future = self._pool.submit(self._run, name, args, attempt, request_id, trace)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -106,8 +107,8 @@ class InProcessDispatcher:
         with self._lock:
             self._pending.discard(item)
 
-    def _run(self, name, args, attempt, request_id=None):
-        with self.app.app_context(), logs.request_id_scope(request_id):
+    def _run(self, name, args, attempt, request_id=None, trace=None):
+        with self.app.app_context(), logs.request_id_scope(request_id), tracing.continued(trace):
             try:
                 _resolve(name)(*args)
             except Exception as error:
@@ -117,14 +118,14 @@ class InProcessDispatcher:
                 delay = self.retry_delays[attempt - 1]
                 log.warning("job %s%r failed (attempt %d: %s: %s); retrying in %ss", name, args, attempt,
                             type(error).__name__, error, delay)
-                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1, request_id))
+                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1, request_id, trace))
                 timer.daemon = True
                 with self._lock:
                     self._pending.add(timer)
                 timer.start()
 
-    def _retry(self, name, args, attempt, request_id=None):
-        self._submit(name, args, attempt, request_id)  # before forgetting the timer, so drain() never sees a gap
+    def _retry(self, name, args, attempt, request_id=None, trace=None):
+        self._submit(name, args, attempt, request_id, trace)  # before forgetting the timer, so drain() never sees a gap
         self._forget(threading.current_thread())
 
     def drain(self, timeout: float = 30) -> bool:

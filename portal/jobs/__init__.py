@@ -7,19 +7,19 @@ from __future__ import annotations
 import functools
 import time
 
-from portal import logs, metrics
+from portal import logs, metrics, tracing
 from portal.extensions import db
 
 
-def _request_id() -> str | None:
-    """The id of the request that queued this job: RQ keeps it in the job's meta; in-process jobs already run
-    under it."""
+def _origin() -> tuple[str | None, dict | None]:
+    """The request id and trace context of the request that queued this job: RQ keeps them in the job's meta;
+    in-process jobs already run under them (None: the current trace context)."""
     from rq import get_current_job
 
     rq_job = get_current_job()
     if rq_job is not None:
-        return rq_job.meta.get("request_id")
-    return logs.current_request_id()
+        return rq_job.meta.get("request_id"), rq_job.meta.get("trace") or {}
+    return logs.current_request_id(), None
 
 
 def job(fn):
@@ -29,7 +29,8 @@ def job(fn):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
         outcome = "failed"
-        with logs.request_id_scope(_request_id()):
+        request_id, trace = _origin()
+        with logs.request_id_scope(request_id), tracing.job_span(fn.__name__, trace, **{"job.args": repr(args)}):
             try:
                 result = fn(*args, **kwargs)
                 outcome = str(result)

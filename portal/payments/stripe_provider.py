@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import stripe
 
-from portal import metrics
+from portal import metrics, tracing
 from portal.payments.provider import (
     CheckoutSession,
     PaymentProviderError,
@@ -79,7 +79,8 @@ class StripeProvider:
             metrics.stripe_api_errors.labels(operation).inc()
             raise PaymentProviderError("payments are not configured (STRIPE_SECRET_KEY is empty)")
         try:
-            return fn(*args, **kwargs)
+            with tracing.span(f"stripe {operation}", **{"stripe.operation": operation}):
+                return fn(*args, **kwargs)
         except stripe.StripeError as error:
             metrics.stripe_api_errors.labels(operation).inc()
             raise _translate(error) from error
