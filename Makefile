@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.reconciliation
 	$(BIN)/python -m benchmarks.configuration
 	$(BIN)/python -m benchmarks.series
+	$(BIN)/python -m benchmarks.metrics_scrape
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

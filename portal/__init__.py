@@ -11,7 +11,7 @@ from portal.config import PROJECT_ROOT, Settings, load_settings
 
 def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
     """Build the app. Only wiring happens here; nothing connects until a request or command needs it."""
-    from portal import blueprints, cli, database, dispatch, formatting, http, mail, metrics, payments
+    from portal import blueprints, cli, database, dispatch, formatting, http, logs, mail, metrics, payments, tracing
     from portal.extensions import csrf, db, limiter, login_manager, migrate
 
     settings = settings or load_settings()
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
+    logs.init_app(app)
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
     dispatch.init_app(app)
     mail.init_app(app)
     metrics.init_app(app)
+    tracing.init_app(app)
     http.init_app(app)
     formatting.init_app(app)
     cli.init_app(app)

@@ -34,6 +34,10 @@ class Settings:
     stripe_replay_window_sec: int = 86400
     prometheus_multiproc_dir: str = ""
     metrics_token: str = ""
+    metrics_cache_seconds: int = 15  # how long /metrics reuses the database-derived gauges
+    log_format: str = "text"  # text | json (one JSON object per line)
+    otel_endpoint: str = ""  # OTLP/HTTP collector base URL; empty: no tracing at all
+    otel_service_name: str = "studio-portal"
     mail_from: str = "Studio Portal <no-reply@localhost>"
     smtp_host: str = ""
     smtp_port: int = 25
@@ -132,6 +136,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         stripe_replay_window_sec=replay_sec,
         prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip(),
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 15, errors),
+        log_format=env.get("LOG_FORMAT", "").strip().lower() or Settings.log_format,
+        otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
+        otel_service_name=env.get("OTEL_SERVICE_NAME", "").strip() or Settings.otel_service_name,
         mail_from=env.get("MAIL_FROM", "").strip() or Settings.mail_from,
         smtp_host=env.get("SMTP_HOST", "").strip(),
         smtp_port=_int(env, "SMTP_PORT", 25, errors),
@@ -159,6 +167,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
 
 def validate(settings: Settings) -> list[str]:
     errors = []
+    if settings.log_format not in ("text", "json"):
+        errors.append(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
     if settings.is_production:
         key = settings.secret_key
         if key.lower() in _WEAK_SECRETS or len(key) < 32 or len(set(key)) < 10:

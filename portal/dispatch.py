@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from flask import Flask, current_app
 
+from portal import logs, tracing
+
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "portal"
@@ -63,6 +65,9 @@ class RQDispatcher:
             self._queue = Queue(QUEUE_NAME, connection=connection)
         return self._queue
 
+    def depth(self) -> int:
+        return self.queue.count
+
     def enqueue(self, name: str, *args) -> None:
         from redis.exceptions import RedisError
         from rq import Retry
@@ -70,7 +75,8 @@ class RQDispatcher:
         retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
         try:
             self.queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
-                               failure_ttl=7 * 86400)
+                               failure_ttl=7 * 86400,
+                               meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
         except RedisError as error:
             raise DispatchError(f"could not enqueue {name}: {error}") from error
 
@@ -85,11 +91,16 @@ class InProcessDispatcher:
         self._pending: set[Future | threading.Timer] = set()
         self._lock = threading.Lock()
 
-    def enqueue(self, name: str, *args) -> None:
-        self._submit(name, args, attempt=1)
+    def depth(self) -> int:
+        """Jobs waiting: queued on the pool or for a retry (running ones included; the pool is small)."""
+        with self._lock:
+            return len(self._pending)
 
-    def _submit(self, name, args, attempt):
-        future = self._pool.submit(self._run, name, args, attempt)
+    def enqueue(self, name: str, *args) -> None:
+        self._submit(name, args, attempt=1, request_id=logs.current_request_id(), trace=tracing.carrier())
+
+    def _submit(self, name, args, attempt, request_id=None, trace=None):
+        future = self._pool.submit(self._run, name, args, attempt, request_id, trace)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -98,8 +109,8 @@ class InProcessDispatcher:
         with self._lock:
             self._pending.discard(item)
 
-    def _run(self, name, args, attempt):
-        with self.app.app_context():
+    def _run(self, name, args, attempt, request_id=None, trace=None):
+        with self.app.app_context(), logs.request_id_scope(request_id), tracing.continued(trace):
             try:
                 _resolve(name)(*args)
             except Exception as error:
@@ -109,14 +120,14 @@ class InProcessDispatcher:
                 delay = self.retry_delays[attempt - 1]
                 log.warning("job %s%r failed (attempt %d: %s: %s); retrying in %ss", name, args, attempt,
                             type(error).__name__, error, delay)
-                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1))
+                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1, request_id, trace))
                 timer.daemon = True
                 with self._lock:
                     self._pending.add(timer)
                 timer.start()
 
-    def _retry(self, name, args, attempt):
-        self._submit(name, args, attempt)  # before forgetting the timer, so drain() never sees a gap
+    def _retry(self, name, args, attempt, request_id=None, trace=None):
+        self._submit(name, args, attempt, request_id, trace)  # before forgetting the timer, so drain() never sees a gap
         self._forget(threading.current_thread())
 
     def drain(self, timeout: float = 30) -> bool:

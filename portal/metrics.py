@@ -14,7 +14,7 @@ import threading
 import time
 
 from flask import Flask, Response, abort, current_app, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
@@ -43,6 +43,26 @@ replay_window_ms = Gauge("melody_webhook_replay_window_ms", "Configured webhook 
 checkout_failures = Counter("checkout_failures", "Checkout Sessions that could not be created", registry=REGISTRY)
 checkout_sessions_created = Counter("checkout_sessions_created", "Checkout Sessions created", registry=REGISTRY)
 refund_operations = Counter("refund_operations", "Refund attempts by outcome", ["status"], registry=REGISTRY)
+checkout_sessions_completed = Counter("checkout_sessions_completed",
+                                      "Checkout Sessions paid and their booking confirmed", registry=REGISTRY)
+#: Seed 000's buckets, kept exactly so its PromQL (`le="15"`, `le="60"`, `le="120"`) keeps working.
+BOOKING_DURATION_BUCKETS = (0, 15, 30, 45, 60, 90, 120, 240, 480)
+booking_duration = Histogram("melody_booking_duration_minutes", "Length of each booking when it is confirmed",
+                             buckets=BOOKING_DURATION_BUCKETS, registry=REGISTRY)
+payment_to_confirmed = Histogram("payment_to_confirmed_seconds",
+                                 "Seconds from Stripe recording the payment to the booking being confirmed",
+                                 buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600), registry=REGISTRY)
+STRIPE_OPERATIONS = ("checkout.sessions.create", "checkout.sessions.retrieve", "checkout.sessions.expire",
+                     "checkout.sessions.list", "refunds.create", "refunds.retrieve", "refunds.list", "events.list")
+stripe_api_errors = Counter("stripe_api_errors", "Stripe API calls that failed, by operation", ["operation"],
+                            registry=REGISTRY)
+job_duration = Histogram("job_duration_seconds", "Background job run time, by job", ["job"],
+                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=REGISTRY)
+job_failures = Counter("job_failures", "Background job runs that raised, by job", ["job"], registry=REGISTRY)
+db_pool_in_use = Gauge("db_pool_connections_in_use", "Database connections checked out of the pool",
+                       registry=REGISTRY, multiprocess_mode="livesum")
+db_pool_size = Gauge("db_pool_size", "Database connections the pool keeps (its size, without overflow)",
+                     registry=REGISTRY, multiprocess_mode="livesum")
 
 for _status in WEBHOOK_EVENT_STATUSES:
     webhook_events.labels(_status)
@@ -50,11 +70,36 @@ for _code in SIGNATURE_CODES + ("storage_unavailable",):
     webhook_errors.labels(_code)
 for _status in ("succeeded", "failed", "pending", "retry", "external"):
     refund_operations.labels(_status)
+for _operation in STRIPE_OPERATIONS:
+    stripe_api_errors.labels(_operation)
+
+
+def label_jobs(names) -> None:
+    """Create every job's series at zero (called with the dispatcher's job names)."""
+    for name in names:
+        job_duration.labels(name)
+        job_failures.labels(name)
+
+
+PER_RESOURCE = ("tenant", "resource_id")
+#: The reconciliation queries served as gauges: the ones alerts and the ops dashboard watch, each a few ms on a large
+#: database. The invariant checks that scan recent history (`confirmed_without_payment`, `overlapping_bookings`)
+#: stay with the console and `flask ops check`, which run them on demand.
+RECONCILIATION_GAUGES = ("paid_unconfirmed", "stuck_events", "dead_events", "unreleased_holds",
+                         "amount_mismatches", "stuck_refunds", "external_refunds", "stripe_drift")
+#: Latency buckets with edges at the runbook's baselines (p95 < 300 ms, p99 < 800 ms), so the latency SLO counts
+#: requests over 300 ms exactly instead of interpolating.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.5, 5.0, 10.0)
 
 
 class DatabaseGauges:
-    """Gauges computed from the database when scraped: a few aggregate queries, cached for `ttl` seconds so
-    frequent scrapes (or several Prometheus servers) cost the database almost nothing."""
+    """Gauges computed from the database (and the job queue) when scraped.
+
+    One aggregate query per family across every studio (see `portal.services.stats` and
+    `portal.services.reconciliation`), cached for `ttl` seconds, so frequent scrapes (several Prometheus servers,
+    several gunicorn workers each answering some scrapes) cost the database almost nothing. Under gunicorn each
+    worker computes the same figures from the same database, so any worker's answer is the whole picture.
+    """
 
     def __init__(self, app: Flask, ttl: float = 15.0):
         self.app = app
@@ -64,22 +109,36 @@ class DatabaseGauges:
 
     @staticmethod
     def _families():
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
         return {
-            "backlog": GaugeMetricFamily("webhook_backlog", "Webhook events not yet processed, by status",
-                                         labels=["status"]),
-            "unconfirmed": GaugeMetricFamily("paid_unconfirmed_bookings",
-                                             "Payments marked paid whose booking is not confirmed"),
-            "late_total": GaugeMetricFamily("melody_bookings_cancelled_late_total",
-                                            "Bookings cancelled late (penalty_reason=late_cancel)"),
-            "late": GaugeMetricFamily("melody_bookings_cancelled_late", "Late cancellations per resource",
-                                      labels=["tenant", "resource_id"]),
-            "lead_avg": GaugeMetricFamily("melody_reschedule_lead_time_hours_avg",
-                                          "Average hours between a reschedule request and the original lesson "
-                                          "(last 90 days)"),
-            "lead_median": GaugeMetricFamily("melody_reschedule_lead_time_hours_median",
-                                             "Median hours between a reschedule request and the original lesson "
-                                             "(last 90 days)"),
-            "reschedules": CounterMetricFamily("melody_reschedule_completed", "Reschedules completed"),
+            "backlog": gauge("webhook_backlog", "Webhook events not yet processed, by status", labels=["status"]),
+            "unconfirmed": gauge("paid_unconfirmed_bookings", "Payments marked paid whose booking is not confirmed"),
+            "recon": gauge("reconciliation_items", "Items on each ops reconciliation query", labels=["query"]),
+            "recon_age": gauge("reconciliation_oldest_age_seconds",
+                               "Age of the oldest item on each ops reconciliation query (0 when empty)",
+                               labels=["query"]),
+            "confirmed_total": gauge("melody_bookings_confirmed_total", "Bookings confirmed now (all resources)"),
+            "confirmed": gauge("melody_bookings_confirmed", "Bookings confirmed now, per resource",
+                               labels=PER_RESOURCE),
+            "minutes_total": gauge("melody_bookings_confirmed_minutes_total",
+                                   "Minutes of confirmed bookings (all resources)"),
+            "minutes": gauge("melody_bookings_confirmed_minutes", "Minutes of confirmed bookings, per resource",
+                             labels=PER_RESOURCE),
+            "utilization": gauge("melody_bookings_utilization_percent",
+                                 "Confirmed minutes over capacity for the 7 days from today (0-1), per resource",
+                                 labels=PER_RESOURCE),
+            "active": gauge("melody_bookings_active", "Live bookings (unexpired holds, confirmed lessons not over)",
+                            labels=PER_RESOURCE),
+            "late_total": gauge("melody_bookings_cancelled_late_total",
+                                "Bookings cancelled late (penalty_reason=late_cancel)"),
+            "late": gauge("melody_bookings_cancelled_late", "Late cancellations per resource", labels=PER_RESOURCE),
+            "lead_avg": gauge("melody_reschedule_lead_time_hours_avg",
+                              "Average hours between a reschedule request and the original lesson (last 90 days)"),
+            "lead_median": gauge("melody_reschedule_lead_time_hours_median",
+                                 "Median hours between a reschedule request and the original lesson "
+                                 "(last 90 days)"),
+            "reschedules": counter("melody_reschedule_completed", "Reschedules completed"),
+            "queue": gauge("rq_queue_depth", "Jobs waiting in the queue", labels=["queue"]),
         }
 
     def describe(self):  # lets the registry learn the names without touching the database
@@ -101,22 +160,59 @@ class DatabaseGauges:
         families = self._families()
         try:
             with self.app.app_context():
+                now = utcnow()
                 backlog = reconciliation.webhook_backlog()
-                paid_unconfirmed = reconciliation.paid_unconfirmed_count(utcnow())
-                figures = stats.booking_stats(utcnow())
+                overview = {name: reconciliation.summarize(name, now) for name in RECONCILIATION_GAUGES}
+                figures = stats.booking_stats(now)
         except Exception:
             log.exception("database gauges unavailable")
             return None
         for status, count in backlog.items():
             families["backlog"].add_metric([status], count)
-        families["unconfirmed"].add_metric([], paid_unconfirmed)
-        families["late_total"].add_metric([], sum(figures.late_cancels.values()))
-        for (tenant, resource), count in sorted(figures.late_cancels.items()):
-            families["late"].add_metric([tenant, resource], count)
+        families["unconfirmed"].add_metric([], overview["paid_unconfirmed"].count)
+        for name, summary in overview.items():
+            families["recon"].add_metric([name], summary.count)
+            families["recon_age"].add_metric([name], summary.oldest_age_seconds or 0)
+        families["confirmed_total"].add_metric([], figures.total("confirmed"))
+        families["minutes_total"].add_metric([], figures.total("confirmed_minutes"))
+        families["late_total"].add_metric([], figures.total("late_cancels"))
+        for labels, resource in sorted(figures.resources.items()):
+            families["confirmed"].add_metric(labels, resource.confirmed)
+            families["minutes"].add_metric(labels, resource.confirmed_minutes)
+            families["utilization"].add_metric(labels, resource.utilisation)
+            families["active"].add_metric(labels, resource.active)
+            families["late"].add_metric(labels, resource.late_cancels)
         families["lead_avg"].add_metric([], figures.lead_hours_avg)
         families["lead_median"].add_metric([], figures.lead_hours_median)
         families["reschedules"].add_metric([], figures.reschedules_completed)
+        self._add_queue_depth(families["queue"])
         return list(families.values())
+
+    def _add_queue_depth(self, family) -> None:
+        """RQ's queue length with Redis; the in-process pool's waiting jobs on the embedded default. Left out (not
+        reported as zero) while Redis does not answer: `/readyz` and the backlog alerts say so."""
+        from portal.dispatch import QUEUE_NAME
+
+        dispatcher = self.app.extensions.get("dispatcher")
+        try:
+            family.add_metric([QUEUE_NAME], dispatcher.depth())
+        except Exception:
+            log.warning("queue depth unavailable", exc_info=True)
+
+
+def _watch_pool(app: Flask) -> None:
+    """Count connections checked out of this app's pool, and add its size, through SQLAlchemy's pool events."""
+    from sqlalchemy import event
+
+    from portal.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    size = getattr(engine.pool, "size", None)
+    if callable(size):
+        db_pool_size.inc(size())
+    event.listen(engine, "checkout", lambda *_: db_pool_in_use.inc())
+    event.listen(engine, "checkin", lambda *_: db_pool_in_use.dec())
 
 
 def _require_token(view):
@@ -137,6 +233,18 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
 
 
+def serve_worker_metrics(port: int, address: str = "0.0.0.0") -> None:
+    """Serve `/metrics` from a worker process (a background thread): the job, Stripe and webhook series this host's
+    processes wrote, without the database gauges (the web processes serve those)."""
+    from prometheus_client import start_http_server
+
+    registry = REGISTRY
+    if multiprocess_mode():
+        registry = CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(registry)
+    start_http_server(port, addr=address, registry=registry)
+
+
 def init_app(app: Flask) -> None:
     """Record HTTP metrics and serve `GET /metrics`.
 
@@ -145,13 +253,18 @@ def init_app(app: Flask) -> None:
     values to files there and a scrape of any web worker adds them up, so a webhook processed by an RQ worker is
     counted on the same `/metrics` as the request that received it.
     """
+    from portal.dispatch import JOBS
+
     settings = app.config["PORTAL_SETTINGS"]
     replay_window_ms.set(settings.stripe_replay_window_sec * 1000)
+    label_jobs(JOBS)
+    _watch_pool(app)
     http_registry = CollectorRegistry(auto_describe=True)
     exporter = PrometheusMetrics(app=None, path=None, registry=http_registry, defaults_prefix=NO_PREFIX,
-                                 group_by="endpoint", excluded_paths=["^/metrics$", "^/static/"])
+                                 group_by="endpoint", excluded_paths=["^/metrics$", "^/static/"],
+                                 buckets=HTTP_BUCKETS)
     exporter.init_app(app)
-    gauges = DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", 15.0))
+    gauges = DatabaseGauges(app, ttl=app.config.get("METRICS_DB_CACHE_SECONDS", settings.metrics_cache_seconds))
 
     def scrape_registry() -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=True)

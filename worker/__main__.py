@@ -58,10 +58,13 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="jobs run at once in this process (default: WORKER_THREADS, else 1)")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve this process's metrics on this port (for workers on hosts without a web "
+                             "process; see dashboards/prometheus/scrape.example.yml)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
     app = create_app()
+    if app.config["PORTAL_SETTINGS"].log_format == "text":  # json: create_app installed the JSON handler
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dispatcher = app.extensions["dispatcher"]
     if not isinstance(dispatcher, dispatch.RQDispatcher):
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")
@@ -73,6 +76,8 @@ def main(argv=None) -> int:
     def named(n: int) -> str | None:
         return f"{args.name}-{n}" if args.name and threads > 1 else args.name
 
+    if args.metrics_port:
+        metrics.serve_worker_metrics(args.metrics_port)
     stop = threading.Event()
     siblings = [thread_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(n))
                 for n in range(1, threads)]

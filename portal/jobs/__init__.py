@@ -5,17 +5,43 @@ The queue and job names live in `portal.dispatch`; jobs take ids and the clock i
 from __future__ import annotations
 
 import functools
+import time
 
+from portal import logs, metrics, tracing
 from portal.extensions import db
 
 
+def _origin() -> tuple[str | None, dict | None]:
+    """The request id and trace context of the request that queued this job: RQ keeps them in the job's meta;
+    in-process jobs already run under them (None: the current trace context)."""
+    from rq import get_current_job
+
+    rq_job = get_current_job()
+    if rq_job is not None:
+        return rq_job.meta.get("request_id"), rq_job.meta.get("trace") or {}
+    return logs.current_request_id(), None
+
+
 def job(fn):
+    """Run a job under its request's id with a clean session afterwards: one log line, its run time and failures
+    counted by job name."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            db.session.remove()
+        started = time.perf_counter()
+        outcome = "failed"
+        request_id, trace = _origin()
+        with logs.request_id_scope(request_id), tracing.job_span(fn.__name__, trace, **{"job.args": repr(args)}):
+            try:
+                result = fn(*args, **kwargs)
+                outcome = str(result)
+                return result
+            except Exception:
+                metrics.job_failures.labels(fn.__name__).inc()
+                raise
+            finally:
+                metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
+                logs.log_job(fn.__name__, args, outcome, started)
+                db.session.remove()
 
     return wrapper
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import stripe
 
+from portal import metrics, tracing
 from portal.payments.provider import (
     CheckoutSession,
     PaymentProviderError,
@@ -73,12 +74,15 @@ class StripeProvider:
                                            http_client=stripe.RequestsClient(timeout=STRIPE_TIMEOUT_SEC))
         self._configured = bool(api_key)
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, operation: str, fn, *args, **kwargs):
         if not self._configured:
+            metrics.stripe_api_errors.labels(operation).inc()
             raise PaymentProviderError("payments are not configured (STRIPE_SECRET_KEY is empty)")
         try:
-            return fn(*args, **kwargs)
+            with tracing.span(f"stripe {operation}", **{"stripe.operation": operation}):
+                return fn(*args, **kwargs)
         except stripe.StripeError as error:
+            metrics.stripe_api_errors.labels(operation).inc()
             raise _translate(error) from error
 
     def create_checkout_session(self, *, amount_minor, currency, product_name, reference, metadata, customer_email,
@@ -96,15 +100,16 @@ class StripeProvider:
         }
         if customer_email:
             params["customer_email"] = customer_email
-        obj = self._call(self._client.v1.checkout.sessions.create, params=params,
+        obj = self._call("checkout.sessions.create", self._client.v1.checkout.sessions.create, params=params,
                          options={"idempotency_key": idempotency_key})
         return _session(obj)
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
-        return _session(self._call(self._client.v1.checkout.sessions.retrieve, session_id))
+        return _session(self._call("checkout.sessions.retrieve", self._client.v1.checkout.sessions.retrieve,
+                                   session_id))
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
-        return _session(self._call(self._client.v1.checkout.sessions.expire, session_id))
+        return _session(self._call("checkout.sessions.expire", self._client.v1.checkout.sessions.expire, session_id))
 
     def create_refund(self, *, payment_intent_id, amount_minor, reason, metadata, idempotency_key) -> ProviderRefund:
         params = {"payment_intent": payment_intent_id, "metadata": metadata}
@@ -112,11 +117,12 @@ class StripeProvider:
             params["amount"] = amount_minor
         if reason in {"duplicate", "fraudulent", "requested_by_customer"}:
             params["reason"] = reason
-        obj = self._call(self._client.v1.refunds.create, params=params, options={"idempotency_key": idempotency_key})
+        obj = self._call("refunds.create", self._client.v1.refunds.create, params=params,
+                         options={"idempotency_key": idempotency_key})
         return _refund(obj)
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
-        return _refund(self._call(self._client.v1.refunds.retrieve, refund_id))
+        return _refund(self._call("refunds.retrieve", self._client.v1.refunds.retrieve, refund_id))
 
     def list_events(self, *, types=None, limit=100, starting_after=None, created_gte=None,
                     created_lte=None) -> list[ProviderEvent]:
@@ -128,7 +134,7 @@ class StripeProvider:
         created = _created(created_gte, created_lte)
         if created:
             params["created"] = created
-        page = self._call(self._client.v1.events.list, params=params)
+        page = self._call("events.list", self._client.v1.events.list, params=params)
         return [ProviderEvent(id=e["id"], type=e["type"], created=e["created"], object=_plain(e["data"]["object"]))
                 for e in page.data]
 
@@ -137,11 +143,12 @@ class StripeProvider:
         params: dict = {"limit": limit, "created": _created(created_gte, created_lte)}
         if starting_after:
             params["starting_after"] = starting_after
-        page = self._call(self._client.v1.checkout.sessions.list, params=params)
+        page = self._call("checkout.sessions.list", self._client.v1.checkout.sessions.list, params=params)
         return [_session(obj) for obj in page.data]
 
     def list_refunds(self, *, payment_intent_id, limit=100) -> list[ProviderRefund]:
-        page = self._call(self._client.v1.refunds.list, params={"payment_intent": payment_intent_id, "limit": limit})
+        page = self._call("refunds.list", self._client.v1.refunds.list,
+                          params={"payment_intent": payment_intent_id, "limit": limit})
         return [_refund(obj) for obj in page.data]
 
 

@@ -14,12 +14,15 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from portal.formatting import money
 from portal.models import Blackout, Booking, BookingStatus, Payment, Refund, RefundStatus, Resource, Studio
+from portal.services import utilisation_insights
 
 #: Unpaid holds ending within this long are worth a look (the student may need a nudge, or the slot frees soon).
 HOLD_HORIZON = timedelta(minutes=15)
 #: A refund still pending after this long has probably stalled.
 REFUND_STALL = timedelta(hours=1)
 DAYS_IN_WEEK = 7
+#: The admin home's utilisation findings look back this far (eight weeks: enough for a baseline and a shift).
+INSIGHT_DAYS = 56
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Home:
     week: list[tuple[date, list[Booking]]]
     utilisation: list[Utilisation]
     attention: list[Attention]
+    insights: list[dict]   # per resource with something to say: tier, action, findings (utilisation_insights)
 
     @property
     def week_count(self) -> int:
@@ -149,4 +153,11 @@ def home(studio: Studio, now: datetime) -> Home:
     for lesson in lessons:
         by_day[lesson.start_at.astimezone(studio.tz).date()].append(lesson)
     return Home(today, week_start, week_end, by_day[today], sorted(by_day.items()), utilisation(studio, week_start),
-                attention(studio, now))
+                attention(studio, now), insights(studio, today))
+
+
+def insights(studio: Studio, today: date) -> list[dict]:
+    """The utilisation findings of the last `INSIGHT_DAYS` days, for resources with something to say."""
+    found = [utilisation_insights.severity(history) for history in
+             utilisation_insights.histories(studio, today - timedelta(days=1), INSIGHT_DAYS)]
+    return [item for item in found if item["tier"] != "none" or item["action"] != utilisation_insights.NO_ACTION]

@@ -7,7 +7,7 @@ later); confirmation of the booking and the payment record happen in one transac
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
@@ -131,7 +131,7 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
         payment_id, session_id = payment.id, payment.checkout_session_id
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
         session = provider.retrieve_checkout_session(session_id)
-        return _apply_session_fresh(event.type, payment_id, session, provider, now)
+        return _apply_session_fresh(event.type, payment_id, session, provider, now, paid_at=_stripe_time(event))
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
     if event.type in REFUND_EVENTS:
@@ -146,13 +146,13 @@ def _payment_for_session(session_id) -> Payment | None:
 
 
 def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSession, provider: PaymentProvider,
-                         now: datetime) -> str:
+                         now: datetime, paid_at: datetime | None = None) -> str:
     """Apply Stripe's view of a session to the payment as it is now. The webhook, the student's return page and
     the sweeps may act on one payment at once; a transition refused because another got there first is applied
     again against the fresh state (every step is idempotent), so the outcome does not depend on who won."""
     for attempt in range(3):
         try:
-            return _apply_session(event_type, db.session.get(Payment, payment_id), session, provider, now)
+            return _apply_session(event_type, db.session.get(Payment, payment_id), session, provider, now, paid_at)
         except IllegalTransition:
             db.session.rollback()
             db.session.expire_all()
@@ -162,9 +162,9 @@ def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSess
 
 
 def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, provider: PaymentProvider,
-                   now: datetime) -> str:
+                   now: datetime, paid_at: datetime | None = None) -> str:
     if session.payment_status in ("paid", "no_payment_required"):
-        return _settle(payment, session, provider, now)
+        return _settle(payment, session, provider, now, paid_at)
     booking = payment.booking
     async_failed = event_type == "checkout.session.async_payment_failed"
     if async_failed or session.status == "expired":
@@ -187,8 +187,10 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
     return "processed"
 
 
-def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime) -> str:
-    """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone."""
+def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime,
+            paid_at: datetime | None = None) -> str:
+    """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone.
+    `paid_at` (when Stripe recorded the payment, from the event) times the confirmation for the KPI histogram."""
     if (payment.status == PaymentStatus.PAID and payment.flag is None and payment.series_id is None
             and payment.booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED)):
         return _place_paid(payment, now)
@@ -209,6 +211,7 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     payment_id, booking_id, booking_status = payment.id, booking.id, booking.status
     if payment.series_id is not None:
         return _settle_series(payment, received, session, now)
+    booking_minutes = (booking.end_at - booking.start_at) / timedelta(minutes=1)
     if booking_status in (BookingStatus.HELD, BookingStatus.EXPIRED):
         # The policy in force when it was paid decides its fate.
         snapshot = booking.studio.policy_snapshot()
@@ -219,6 +222,7 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
         else:
+            _count_confirmed(booking_minutes, now, paid_at)
             notifications.enqueue("confirmation", booking_id, key=notifications.confirmation_key(booking_id))
             return "processed"
     elif booking_status == BookingStatus.CONFIRMED:
@@ -271,6 +275,21 @@ def _settle_series(payment: Payment, received: dict, session: CheckoutSession, n
     for week_id in pending:
         notifications.enqueue("confirmation", week_id, key=notifications.confirmation_key(week_id))
     return "processed"
+
+
+def _count_confirmed(minutes: float, now: datetime, paid_at: datetime | None) -> None:
+    metrics.checkout_sessions_completed.inc()
+    metrics.booking_duration.observe(minutes)
+    if paid_at is not None:
+        metrics.payment_to_confirmed.observe(max(0.0, (now - paid_at).total_seconds()))
+
+
+def _stripe_time(event: WebhookEvent) -> datetime:
+    """When Stripe created the event (its `created`), or when it reached us if the payload has none."""
+    created = event.payload.get("created")
+    if isinstance(created, int) and not isinstance(created, bool):
+        return datetime.fromtimestamp(created, timezone.utc)
+    return event.received_at
 
 
 def _refund_unplaceable(payment_id: int, session: CheckoutSession, now: datetime) -> str:

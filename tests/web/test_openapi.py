@@ -27,7 +27,7 @@ def _check(value, schema):
         assert matches == 1, f"{value!r} matches {matches} of the oneOf schemas"
         return
     kind = schema.get("type")
-    python = {"object": dict, "array": list, "string": str, "integer": int}
+    python = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
     if kind:
         assert isinstance(value, python[kind]), f"{value!r} is not {kind}"
     if kind == "object":

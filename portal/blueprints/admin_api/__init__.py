@@ -108,4 +108,4 @@ def json_body() -> dict:
 
 
 # The modules register their routes on `bp`.
-from portal.blueprints.admin_api import audit, bookings, catalogue, configuration  # noqa: E402,F401
+from portal.blueprints.admin_api import audit, bookings, catalogue, configuration, insights  # noqa: E402,F401
