@@ -77,9 +77,9 @@ def parse_weeks(raw: str | None, studio: Studio) -> int:
     return weeks
 
 
-def _offer(package_slug: str | None, resource_slug: str | None) -> availability.Offer:
+def _offer(studio: Studio, package_slug: str | None, resource_slug: str | None) -> availability.Offer:
     try:
-        return availability.find_offer(package_slug or "", resource_slug or "")
+        return availability.find_offer(studio, package_slug or "", resource_slug or "")
     except NotFound as missing:
         raise InvalidInput(missing.message, code=missing.code, field=missing.field) from None
 
@@ -151,7 +151,7 @@ def plan(studio: Studio, offer: availability.Offer, first: datetime, weeks: int,
 def plan_request(studio: Studio, *, package_slug: str | None, resource_slug: str | None, start_raw: str | None,
                  weeks_raw: str | None, now: datetime) -> tuple[availability.Offer, list[Occurrence]]:
     """The series a form or the API asked about (every input checked: 422 with the field otherwise)."""
-    offer = _offer(package_slug, resource_slug)
+    offer = _offer(studio, package_slug, resource_slug)
     start = parse_instant(start_raw, field="start")
     weeks = parse_weeks(weeks_raw, studio)
     return offer, plan(studio, offer, start, weeks, now)

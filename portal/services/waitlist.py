@@ -41,7 +41,7 @@ def join(*, studio: Studio, student: User, package_slug: str | None, resource_sl
     """Wait for a time of `package` on `resource` starting within [from, to]."""
     bookings.refuse_if_suspended(studio)
     try:
-        offer = availability.find_offer(package_slug or "", resource_slug or "")
+        offer = availability.find_offer(studio, package_slug or "", resource_slug or "")
     except NotFound as missing:
         raise InvalidInput(missing.message, code=missing.code, field=missing.field) from None
     start, end = parse_instant(from_raw, field="from"), parse_instant(to_raw, field="to")
