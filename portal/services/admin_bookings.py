@@ -34,7 +34,7 @@ from portal.models import (
     User,
 )
 from portal.parsing import whole_number
-from portal.services import lesson_changes, receipts, refunds, timeline
+from portal.services import lesson_changes, receipts, series, timeline
 from portal.services.audit import Actor
 from portal.services.errors import Conflict, InvalidInput
 from portal.services.timeinput import parse_date
@@ -254,20 +254,21 @@ class Detail:
 
 def version_of(booking: Booking) -> str:
     """A fingerprint of what the admin's actions depend on: it changes with the booking's status, its time and
-    place, and the money (payment status and what is still refundable)."""
-    payment = booking.payment
+    place, and the money (payment status and what is still refundable for this lesson)."""
+    payment, refundable_minor = series.refundable_share(booking)
     parts = [booking.status.value, booking.reschedule_count, booking.start_at.isoformat(), booking.resource_id,
-             payment.status.value if payment else "-", refunds.refundable(payment) if payment else 0]
+             payment.status.value if payment else "-", refundable_minor]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def actions_for(booking: Booking, refundable_minor: int, now: datetime) -> dict[str, Action]:
+def actions_for(booking: Booking, refundable_minor: int, now: datetime, *,
+                paid: bool = False) -> dict[str, Action]:
     confirmed = booking.status == BookingStatus.CONFIRMED
     not_confirmed = f"The lesson is {booking.status.value.replace('_', ' ')}."
     return {
         "cancel": Action(confirmed, "" if confirmed else not_confirmed),
         "refund": Action(refundable_minor > 0, "" if refundable_minor > 0 else
-                         "Nothing is left to refund." if booking.payment and booking.payment.paid_minor else
+                         "Nothing is left to refund." if paid else
                          "Nothing was paid for this lesson."),
         "move": Action(confirmed and booking.start_at > now,
                        not_confirmed if not confirmed else "" if booking.start_at > now else
@@ -279,10 +280,11 @@ def actions_for(booking: Booking, refundable_minor: int, now: datetime) -> dict[
 
 
 def detail(studio: Studio, booking: Booking, *, now: datetime) -> Detail:
-    payment = booking.payment
-    refundable_minor = max(0, refunds.refundable(payment)) if payment is not None else 0
+    # A week of a series paid in one Checkout refunds from its own share of that payment.
+    payment, refundable_minor = series.refundable_share(booking)
+    paid = payment is not None and payment.paid_minor > 0
     return Detail(booking, receipts.summarize(booking, now), refundable_minor, timeline.of(studio, booking),
-                  actions_for(booking, refundable_minor, now), version_of(booking))
+                  actions_for(booking, refundable_minor, now, paid=paid), version_of(booking))
 
 
 # --- actions --------------------------------------------------------------------------------------------------
@@ -332,14 +334,13 @@ def refund_part(*, booking: Booking, version: str, amount_raw: str | None, reque
     request_key = (request_key or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,60}", request_key):
         raise InvalidInput("This form is incomplete. Reload the page and try again.", code="request_key_missing")
-    payment = booking.payment
+    payment, refundable_minor = series.refundable_share(booking)
     if payment is not None:
         done = db.session.scalar(select(Refund.id).where(Refund.purpose_key == _purpose(booking, request_key)))
         if done is not None:
             return done
     check_version(booking, version)
     amount = parse_amount(amount_raw, booking.currency)
-    refundable_minor = refunds.refundable(payment) if payment is not None else 0
     if payment is not None and amount > refundable_minor:
         raise InvalidInput(f"At most {money(refundable_minor, booking.currency)} can still be refunded.",
                            code="refund_too_large", field="amount")

@@ -120,20 +120,18 @@ def cancel_by_studio(*, booking: Booking, actor: Actor, note: str, now: datetime
     student is emailed, and nothing counts against them (no late fee, no policy). `reason` is what the email tells
     the student (a blackout's reason, say); `note` goes to the audit log. A second attempt is refused (409) and
     changes nothing, so nothing is refunded or sent twice."""
-    payment, share = series.payment_share(booking)
-    whole = payment is not None and payment.series_id is None  # a single lesson's payment is all its own
+    # A single lesson's payment is all its own; a week of a series gets back what is left of its share.
+    payment, amount = series.refundable_share(booking)
     booking_id = booking.id
     try:
         booking_states.cancel(booking_id, now=now, actor=actor, late=False, note=note, by_studio=True,
                               reason=reason)
         credits.give_back(booking, now=now, actor=actor, late=False, makeup=False, by_studio=True)
         refund_id = None
-        if payment is not None:
-            amount = refunds.refundable(payment) if whole else min(share, refunds.refundable(payment))
-            if amount > 0:
-                refund_id = refunds.record(payment=payment, amount_minor=amount, reason="studio_cancelled",
-                                           purpose_key=f"booking:{booking_id}:studio_cancel", now=now, actor=actor,
-                                           note="Cancelled by the studio: refunded in full.").id
+        if payment is not None and amount > 0:
+            refund_id = refunds.record(payment=payment, amount_minor=amount, reason="studio_cancelled",
+                                       purpose_key=f"booking:{booking_id}:studio_cancel", now=now, actor=actor,
+                                       note="Cancelled by the studio: refunded in full.").id
     except DomainError:
         db.session.rollback()
         raise
@@ -149,14 +147,18 @@ def refund_part(*, booking: Booking, amount_minor: int, actor: Actor, note: str,
                 now: datetime) -> int:
     """The studio refunds part of what was paid for a lesson (a goodwill gesture, a shortened lesson). The lesson
     itself is unchanged. `request_key` identifies the admin's form submission: the same submission sent twice
-    records one refund. Returns the refund's id."""
-    payment = booking.payment
+    records one refund. A week of a series paid in one Checkout refunds from its own share of that payment.
+    Returns the refund's id."""
+    payment, refundable_minor = series.refundable_share(booking)
     if payment is None or payment.paid_minor <= 0:
         raise Conflict("Nothing was paid for this lesson, so there is nothing to refund.")
     purpose = f"booking:{booking.id}:studio_refund:{request_key[:60]}"
     existing = db.session.scalar(select(Refund.id).where(Refund.purpose_key == purpose))
     if existing is not None:
         return existing
+    if amount_minor > refundable_minor:
+        raise InvalidInput("A refund cannot exceed what is left of this lesson's payment.",
+                           code="refund_too_large", field="amount")
     refund_id = refunds.record(payment=payment, amount_minor=amount_minor, reason="requested_by_customer",
                                purpose_key=purpose, now=now, actor=actor, note=note).id
     db.session.commit()

@@ -28,6 +28,8 @@ from portal.models import (
     CreditKind,
     MakeupCredit,
     Payment,
+    Refund,
+    RefundStatus,
     Studio,
     User,
 )
@@ -303,6 +305,22 @@ def payment_share(booking: Booking) -> tuple[Payment | None, int]:
     return payment, payment.paid_minor
 
 
+def refundable_share(booking: Booking) -> tuple[Payment | None, int]:
+    """The payment covering a lesson and what of it can still be refunded for this lesson: for a week of a series
+    paid in one Checkout, its share less the refunds already made for that week (failed ones aside), and never more
+    than is left of the whole payment; for a single lesson, whatever is left of its own payment."""
+    payment, share = payment_share(booking)
+    if payment is None:
+        return None, 0
+    left = max(0, refunds.refundable(payment))
+    if payment.series_id is None:
+        return payment, left
+    spent = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.payment_id == payment.id, Refund.status != RefundStatus.FAILED,
+        Refund.purpose_key.startswith(f"booking:{booking.id}:", autoescape=True))) or 0
+    return payment, max(0, min(share - spent, left))
+
+
 def start_checkout(*, series: BookingSeries, student: User, provider: PaymentProvider, success_url: str,
                    cancel_url: str, now: datetime) -> Payment:
     """One Checkout Session for every held week: the lesson's price × the number of weeks, expiring with the
@@ -387,10 +405,10 @@ def cancel_rest(*, series: BookingSeries, actor: User, now: datetime) -> list[We
                 db.session.add(MakeupCredit(studio_id=booking.studio_id, student_id=booking.student_id,
                                             booking_id=booking.id, minutes=booking.duration_minutes))
             credits_give_back(booking, now=now, actor=who, late=terms.late, makeup=terms.makeup)
-            payment, _ = payment_share(booking)
-            if payment is not None and terms.refund_minor > 0:
+            payment, left = refundable_share(booking)  # less what the studio already refunded for this week
+            if payment is not None and min(terms.refund_minor, left) > 0:
                 refund_ids.append(refunds.record(
-                    payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
+                    payment=payment, amount_minor=min(terms.refund_minor, left), now=now, actor=who,
                     reason="requested_by_customer", purpose_key=f"booking:{booking.id}:cancel",
                     note="Refund owed by the cancellation policy (rest of the series).").id)
         audit.record(actor=who, action="series.cancel_rest", target_type="series", target_id=series.id,
