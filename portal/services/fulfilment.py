@@ -170,13 +170,9 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
     if async_failed or session.status == "expired":
         if async_failed and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
             payments.fail(payment.id, now=now, error="The delayed payment failed.")
-        if booking.status == BookingStatus.HELD:  # expires a payment still pending with it
+        if booking.status == BookingStatus.HELD:  # expires a payment still pending (a series' weeks go together)
             booking_states.release(booking.id, now=now, actor=audit.SYSTEM,
                                    note="The payment failed." if async_failed else "Checkout expired unpaid.")
-            if payment.series_id is not None:  # the other weeks of a series paid in one Checkout
-                for week_id in db.session.scalars(select(Booking.id).where(
-                        Booking.series_id == payment.series_id, Booking.status == BookingStatus.HELD)).all():
-                    booking_states.release(week_id, now=now, actor=audit.SYSTEM, note="Checkout expired unpaid.")
         elif payment.status == PaymentStatus.PENDING:
             payments.expire(payment.id, now=now)
         db.session.commit()

@@ -118,7 +118,8 @@ def release_hold(booking_id: int, *, actor: audit.Actor, note: str | None, provi
             raise Conflict(f"This booking is {booking.status.value} now, not {seen.value}: reload the page.")
         if booking.status == BookingStatus.HELD and booking.hold_expires_at and booking.hold_expires_at > now:
             raise Conflict("This hold has not expired yet: the student may still be paying.")
-        session_id = booking.payment.checkout_session_id if booking.payment else None
+        payment = booking_states.payment_of(booking_id, booking.series_id)  # a series' weeks share one Checkout
+        session_id = payment.checkout_session_id if payment is not None else None
         booking_states.release(booking_id, now=now, actor=actor, note=note)
         db.session.commit()
     if session_id:

@@ -359,12 +359,11 @@ def start_checkout(*, series: BookingSeries, student: User, provider: PaymentPro
 
 
 def release_holds(series_id: int, *, now: datetime, actor: audit.Actor, note: str) -> int:
-    """Give up every week of a series still held (in the caller's transaction)."""
-    held = db.session.scalars(select(Booking.id).where(Booking.series_id == series_id,
-                                                       Booking.status == BookingStatus.HELD)).all()
-    for booking_id in held:
-        booking_states.release(booking_id, now=now, actor=actor, note=note)
-    return len(held)
+    """Give up every week of a series still held (in the caller's transaction): releasing one releases them all."""
+    first = db.session.scalar(select(Booking.id).where(Booking.series_id == series_id,
+                                                       Booking.status == BookingStatus.HELD)
+                              .order_by(Booking.start_at).limit(1))
+    return len(booking_states.release(first, now=now, actor=actor, note=note)) if first is not None else 0
 
 
 @dataclass(frozen=True)

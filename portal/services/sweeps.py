@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 
 from portal import dispatch, tenancy
 from portal.extensions import db
@@ -28,22 +28,26 @@ def release_expired_holds(*, provider: PaymentProvider, now: datetime, limit: in
     with tenancy.all_tenants():
         rows = db.session.execute(
             select(Booking.id, Payment.checkout_session_id)
-            .outerjoin(Payment, Payment.booking_id == Booking.id)
+            .outerjoin(Payment, or_(Payment.booking_id == Booking.id,  # a series' weeks share one Checkout
+                                    and_(Booking.series_id.is_not(None), Payment.series_id == Booking.series_id)))
             .where(Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
                    or_(Payment.id.is_(None), Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.FAILED))))
             .order_by(Booking.hold_expires_at).limit(limit)).all()
         db.session.rollback()
-        released, sessions = 0, []
+        released, done, sessions = 0, set(), []
         for booking_id, session_id in rows:
+            if booking_id in done:  # released with the rest of its weekly series
+                continue
             try:
-                booking_states.release(booking_id, now=now, actor=audit.SYSTEM,
-                                       note="The hold expired before it was paid.")
+                ids = booking_states.release(booking_id, now=now, actor=audit.SYSTEM,
+                                             note="The hold expired before it was paid.")
                 db.session.commit()
             except IllegalTransition:  # paid, or released by someone else, meanwhile
                 db.session.rollback()
                 continue
-            released += 1
-            if session_id:
+            released += len(ids)
+            done.update(ids)
+            if session_id and session_id not in sessions:
                 sessions.append(session_id)
         for session_id in sessions:
             expire_session_quietly(provider, session_id)

@@ -37,21 +37,45 @@ MACHINE = Machine("booking", Booking, {
 _RELEASABLE_PAYMENTS = (PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.EXPIRED)
 
 
-def release(booking_id: int, *, now: datetime, actor: audit.Actor, note: str, even_if_paying: bool = False) -> None:
+def release(booking_id: int, *, now: datetime, actor: audit.Actor, note: str,
+            even_if_paying: bool = False) -> list[int]:
     """A hold ends unpaid: its slot is free again and its open payment (if any) expires. A payment that failed
-    stays `failed`: that is what happened to it.
+    stays `failed`: that is what happened to it. Returns the ids of the bookings released.
+
+    A week of a weekly series is paid with the other held weeks in one Checkout, so releasing it releases every
+    held week of the series together (each audited) and expires that one payment: no week stays held for a
+    Checkout that can no longer be paid.
 
     Refused while money is moving for it (the payment is processing or paid: its webhook decides), unless
     `even_if_paying` (a new hold takes the slot of one that expired: a late payment is then refunded).
     """
-    payment = db.session.execute(select(Payment.id, Payment.status).where(Payment.booking_id == booking_id)
-                                 ).one_or_none()
+    series_id = db.session.scalar(select(Booking.series_id).where(Booking.id == booking_id))
+    payment = payment_of(booking_id, series_id)
     if payment is not None and payment.status not in _RELEASABLE_PAYMENTS and not even_if_paying:
         raise IllegalTransition("The payment for this booking is under way, so its time stays held until the "
                                 "payment settles.", current=HELD)
     MACHINE.apply(booking_id, "release", now=now, actor=actor, note=note)
+    released = [booking_id]
+    if series_id is not None:
+        for week_id in db.session.scalars(select(Booking.id).where(
+                Booking.series_id == series_id, Booking.status == HELD, Booking.id != booking_id)
+                .order_by(Booking.start_at)).all():
+            MACHINE.apply(week_id, "release", now=now, actor=actor, current=HELD,
+                          note=f"{note} (released with the rest of its weekly series)"[:500],
+                          after={"with_booking": booking_id})
+            released.append(week_id)
     if payment is not None and payment.status == PaymentStatus.PENDING:
         payments.expire(payment.id, now=now, current=PaymentStatus.PENDING)
+    return released
+
+
+def payment_of(booking_id: int, series_id: int | None = None):
+    """The payment (id, status, checkout_session_id) covering a booking: its own, or its series' one Checkout."""
+    columns = (Payment.id, Payment.status, Payment.checkout_session_id)
+    own = db.session.execute(select(*columns).where(Payment.booking_id == booking_id)).one_or_none()
+    if own is not None or series_id is None:
+        return own
+    return db.session.execute(select(*columns).where(Payment.series_id == series_id)).one_or_none()
 
 
 def release_overlapping_expired(*, resource_id: int, start: datetime, until: datetime, now: datetime) -> int:
