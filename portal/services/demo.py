@@ -7,7 +7,18 @@ from sqlalchemy import select
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import AvailabilityRule, Blackout, Membership, Package, Resource, ResourceKind, Role, Studio, User
+from portal.models import (
+    AvailabilityRule,
+    Blackout,
+    LessonPack,
+    Membership,
+    Package,
+    Resource,
+    ResourceKind,
+    Role,
+    Studio,
+    User,
+)
 from portal.services import configuration
 from portal.services.catalogue import touch_calendar
 
@@ -29,6 +40,10 @@ STUDIOS = [
             ("lesson-30", "30-minute lesson", "A focused half hour with a teacher.", 30, 3500),
             ("lesson-60", "60-minute lesson", "A full lesson: warm-up, repertoire and theory.", 60, 6500),
             ("rehearsal-90", "90-minute rehearsal", "Room time for a band or ensemble.", 90, 9000),
+        ],
+        "packs": [
+            # slug, name, lessons, minutes each, valid days, price
+            ("ten-60", "10 × 60-minute lessons", 10, 60, 183, 58500),
         ],
     },
     {
@@ -84,6 +99,11 @@ def seed_demo(now: datetime) -> None:
             for slug, name, description, minutes, price in spec["packages"]:
                 _get_or_create(Package, {"name": name, "description": description, "duration_minutes": minutes,
                                          "price_minor": price, "currency": studio.currency},
+                               studio_id=studio.id, slug=slug)
+            for slug, name, count, minutes, days, price in spec.get("packs", ()):
+                _get_or_create(LessonPack, {"name": name, "lesson_count": count, "lesson_minutes": minutes,
+                                            "valid_days": days, "price_minor": price, "currency": studio.currency,
+                                            "created_at": now},
                                studio_id=studio.id, slug=slug)
             db.session.flush()
             configuration.start(studio, now=now, branding=spec.get("branding"))
