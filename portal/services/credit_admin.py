@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.models import (
@@ -22,6 +23,8 @@ from portal.models import (
     Role,
     Studio,
     User,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from portal.services import audit, catalogue
 from portal.services.catalogue import InvalidFields
@@ -79,6 +82,18 @@ def series_list(limit: int = 100) -> list[SeriesRow]:
                       by_series.get(s.id, {}).get(BookingStatus.HELD, 0),
                       by_series.get(s.id, {}).get(BookingStatus.CANCELLED, 0), by_series.get(s.id, {}).get("first"))
             for s in rows]
+
+
+def waitlist(now: datetime, limit: int = 200) -> list[WaitlistEntry]:
+    """Who waits for what: entries still waiting for a time in their window and offers out (with their expiry),
+    offers first (they lapse soonest), then in queue order."""
+    return db.session.scalars(
+        select(WaitlistEntry).options(joinedload(WaitlistEntry.student), joinedload(WaitlistEntry.package),
+                                      joinedload(WaitlistEntry.resource))
+        .where((WaitlistEntry.status == WaitlistStatus.OFFERED)
+               | ((WaitlistEntry.status == WaitlistStatus.WAITING) & (WaitlistEntry.window_end > now)))
+        .order_by((WaitlistEntry.status == WaitlistStatus.OFFERED).desc(), WaitlistEntry.created_at,
+                  WaitlistEntry.id).limit(limit)).all()
 
 
 def lesson_lengths() -> list[int]:

@@ -69,3 +69,35 @@ def test_grant_revoke_and_sell_a_pack_with_notes(client, auth, people):
         notes = dict(db.session.execute(select(AuditEntry.action, AuditEntry.note)
                                         .where(AuditEntry.action.like("credit.%"))).all())
         assert notes == {"credit.grant": "goodwill", "credit.revoke": "oops", "credit.purchase": "paid at the desk"}
+
+
+def test_the_waitlist_shows_who_waits_for_what_and_the_offers_out_with_their_expiry(client, auth, people):
+    from datetime import datetime, time, timedelta
+
+    from portal.clock import utcnow
+    from portal.formatting import when
+    from portal.models import User, WaitlistEntry, WaitlistStatus
+    from portal.services import waitlist
+
+    studio = people["studio"]
+    rival = make_user("rival@example.com", roles=[(studio, Role.STUDENT)])
+    day = utcnow().astimezone(studio.tz).date() + timedelta(days=3)
+    window = [datetime.combine(day, time(h), studio.tz).isoformat() for h in (10, 11)]  # room for one lesson
+    now = utcnow()
+    with tenancy.scoped(studio.id):
+        pupil = db.session.get(User, people["student"].id)
+        waitlist.join(studio=studio, student=pupil, package_slug="lesson-60", resource_slug="drums",
+                      from_raw=window[0], to_raw=window[1], now=now)
+        assert waitlist.sweep(now=now)["offered"] == 1
+        waitlist.join(studio=studio, student=db.session.get(User, rival.id), package_slug="lesson-60",
+                      resource_slug="drums", from_raw=window[0], to_raw=window[1], now=now)
+        assert waitlist.sweep(now=now)["offered"] == 0  # the one time is held for the first student
+        offered = db.session.scalar(select(WaitlistEntry).where(WaitlistEntry.status == WaitlistStatus.OFFERED))
+        expiry = when(offered.offer_expires_at, studio.tz)
+    auth.login("boss@example.com", PASSWORD)
+    page = client.get(PAGE).get_data(True)
+    section = page[page.index('id="waitlist"'):]
+    rows = section.split("<tr")[2:]
+    assert len(rows) == 2
+    assert "pupil@example.com" in rows[0] and "offer out" in rows[0] and expiry in rows[0]
+    assert "rival@example.com" in rows[1] and "waiting" in rows[1] and "60-minute lesson" in rows[1]

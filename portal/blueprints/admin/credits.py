@@ -15,7 +15,8 @@ def _page(*, error: str | None = None, pack_errors: dict | None = None, pack_for
           status: int = 200):
     return render_template("admin/credits.html", series=credit_admin.series_list(), packs=credit_admin.packs(),
                            balances=credit_admin.balances(), students=credit_admin.students(g.studio),
-                           lengths=credit_admin.lesson_lengths(), error=error, pack_errors=pack_errors or {},
+                           lengths=credit_admin.lesson_lengths(), waitlist=credit_admin.waitlist(utcnow()),
+                           error=error, pack_errors=pack_errors or {},
                            pack_form=pack_form or {}), status
 
 
