@@ -106,7 +106,29 @@ def test_student_books_a_weekly_series_pays_and_cancels_one_week(page: Page, liv
     assert [s for _, s in _series_rows(live_app, series_id)].count(BookingStatus.CANCELLED) == 1
 
 
+def _waitlist_offer_and_wait(app) -> None:
+    """The demo student waits for the one 16:00 piano lesson of the lesson day (it is offered to them), then joins
+    again for the same hour (nothing is free: they wait)."""
+    from datetime import datetime, time
+
+    from portal.clock import utcnow
+    from portal.models import Studio, User
+    from portal.services import waitlist
+
+    with app.app_context(), tenancy.all_tenants():
+        studio = db.session.scalar(select(Studio).where(Studio.slug == STUDIO.rsplit("/", 1)[-1]))
+        student = db.session.scalar(select(User).where(User.email == "student@example.com"))
+        window = [datetime.combine(lesson_day(), time(h), studio.tz).isoformat() for h in (16, 17)]
+        with tenancy.scoped(studio.id):
+            for _ in range(2):
+                waitlist.join(studio=studio, student=student, package_slug="lesson-60", resource_slug="piano",
+                              from_raw=window[0], to_raw=window[1], now=utcnow())
+                waitlist.sweep(now=utcnow())
+        db.session.remove()
+
+
 def test_admin_grants_a_credit_and_sees_it(page: Page, live_app, live_server):
+    _waitlist_offer_and_wait(live_app)
     page.goto("/login")
     page.get_by_label("Email").fill("admin@example.com")
     page.get_by_label("Password").fill("demo-password-1")
@@ -121,6 +143,11 @@ def test_admin_grants_a_credit_and_sees_it(page: Page, live_app, live_server):
     form.get_by_role("button", name="Save").click()
     expect(page.locator(".alert-success")).to_contain_text("Credits granted")
     expect(page.locator("#balances tbody tr", has_text="student@example.com")).to_contain_text("2")
+    waiting = page.locator("#waitlist tbody tr")
+    expect(waiting).to_have_count(2)
+    expect(waiting.nth(0)).to_contain_text("offer out")
+    expect(waiting.nth(0)).to_contain_text("Piano room")
+    expect(waiting.nth(1)).to_contain_text("waiting")
     assert_fits_phone_width(page, "the admin's credits page")
     page.goto(f"{STUDIO}/admin/audit")
     expect(page.locator("main")).to_contain_text("missed lesson last term")
