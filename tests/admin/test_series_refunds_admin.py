@@ -64,7 +64,8 @@ def test_admin_refunds_and_cancels_of_later_weeks_use_their_share_of_the_series_
     assert _post(admin, second, "cancel", note="Room closed", reason="Room closed.",
                  **page_form(admin, second)).status_code == 303
     drain(app)
-    assert [e["data"]["object"]["amount"] for e in events(stripe_standin, ("refund.created",))] == [2000, 6500, 4500]
+    sent = sorted(e["data"]["object"]["amount"] for e in events(stripe_standin, ("refund.created",)))
+    assert sent == [2000, 4500, 6500]  # each sent once (the queue may send them in any order)
     assert _refunds(app, weeks) == [(str(second), 2000, "succeeded"), (str(third), 6500, "succeeded"),
                                     (str(second), 4500, "succeeded")]
     assert row(app, second)["status"] == "cancelled" and row(app, third)["status"] == "cancelled"
