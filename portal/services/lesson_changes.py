@@ -85,6 +85,7 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
     """
     payment, paid = series.payment_share(booking)  # a week of a series owns its share of the series' payment
     terms = cancel_terms(booking, now, paid_minor=paid)
+    owed = min(terms.refund_minor, series.refundable_share(booking)[1])  # less what the studio refunded already
     if not terms.allowed:
         raise PolicyRefusal(terms.reason)
     # One transaction: the slot is freed, the penalty noted and the refund owed recorded together; a concurrent
@@ -99,8 +100,8 @@ def cancel(*, booking: Booking, actor: User, now: datetime) -> Booking:
                                         booking_id=booking_id, minutes=booking.duration_minutes))
         credits.give_back(booking, now=now, actor=who, late=terms.late, makeup=terms.makeup)
         refund_id = None
-        if payment is not None and terms.refund_minor > 0:
-            refund_id = refunds.record(payment=payment, amount_minor=terms.refund_minor, now=now, actor=who,
+        if payment is not None and owed > 0:
+            refund_id = refunds.record(payment=payment, amount_minor=owed, now=now, actor=who,
                                        reason="requested_by_customer", purpose_key=f"booking:{booking_id}:cancel",
                                        note="Refund owed by the cancellation policy.").id
     except DomainError:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Payment, Refund, RefundStatus, Studio, User
+from portal.models import Booking, Payment, Refund, RefundStatus, Studio, User
 from portal.payments import get_provider
 from portal.services import series
 from tests.admin.bookings_support import days_ahead, local, page_form, row
@@ -79,3 +79,20 @@ def test_admin_refunds_and_cancels_of_later_weeks_use_their_share_of_the_series_
         payment = db.session.scalar(select(Payment).where(Payment.booking_id == weeks[0]))
         refunded = sum(r.amount_minor for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
         assert payment.paid_minor - refunded == 6500
+
+
+def test_a_student_cancelling_a_week_the_studio_partly_refunded_gets_back_only_the_rest_of_its_share(
+        app, client, admin, world, stripe_standin):
+    from portal.services import lesson_changes
+
+    weeks = _paid_series(app, client, stripe_standin, world, weeks=2)
+    second = weeks[1]
+    assert _post(admin, second, "refund", amount="15.00", note="Shortened lesson",
+                 **page_form(admin, second)).status_code == 303
+    with app.app_context(), tenancy.scoped(world.a.id):
+        booking = db.session.get(Booking, second)
+        student = db.session.scalar(select(User).where(User.email == "student@example.com"))
+        lesson_changes.cancel(booking=booking, actor=student, now=utcnow())  # 10 days ahead: a full refund is owed
+    drain(app)
+    assert _refunds(app, weeks) == [(str(second), 1500, "succeeded"), (str(second), 5000, "succeeded")]
+    assert row(app, weeks[0])["status"] == "confirmed"
