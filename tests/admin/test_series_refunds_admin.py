@@ -54,6 +54,7 @@ def test_admin_refunds_and_cancels_of_later_weeks_use_their_share_of_the_series_
     fields = {"amount": "20.00", "note": "Shortened lesson", **form}
     assert _post(admin, second, "refund", **fields).status_code == 303
     assert _post(admin, second, "refund", **fields).status_code == 303
+    drain(app)  # the refund settles (the payment becomes partially refunded) before the next form is opened
     # More than is left of week 2's share (65.00 − 20.00) is refused and nothing is recorded.
     too_much = _post(admin, second, "refund", amount="45.01", note="again", **page_form(admin, second))
     assert too_much.status_code == 422 and "At most $45.00" in too_much.get_data(as_text=True)
@@ -61,6 +62,7 @@ def test_admin_refunds_and_cancels_of_later_weeks_use_their_share_of_the_series_
     # Cancelling week 3 refunds its whole share; cancelling week 2 refunds what is left of its share.
     assert _post(admin, third, "cancel", note="Teacher ill", reason="Teacher ill.",
                  **page_form(admin, third)).status_code == 303
+    drain(app)
     assert _post(admin, second, "cancel", note="Room closed", reason="Room closed.",
                  **page_form(admin, second)).status_code == 303
     drain(app)
@@ -89,6 +91,7 @@ def test_a_student_cancelling_a_week_the_studio_partly_refunded_gets_back_only_t
     second = weeks[1]
     assert _post(admin, second, "refund", amount="15.00", note="Shortened lesson",
                  **page_form(admin, second)).status_code == 303
+    drain(app)
     with app.app_context(), tenancy.scoped(world.a.id):
         booking = db.session.get(Booking, second)
         student = db.session.scalar(select(User).where(User.email == "student@example.com"))
