@@ -2,6 +2,7 @@
 week's hold, by the expiry sweep, never one week left held for a Checkout that can no longer be paid."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from portal import tenancy
@@ -12,6 +13,8 @@ from portal.payments import get_provider
 from portal.services import series, sweeps
 from portal.services.states import payment as payment_states
 from tests.ops.conftest import later, lesson_start
+
+BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _held_series(app, studio, hh_mm: str, weeks: int = 3) -> tuple[list[int], int, str]:
@@ -39,6 +42,7 @@ def _releases(app, week_ids: list[int]) -> list[AuditEntry]:
                                   .order_by(AuditEntry.id)).all()
 
 
+@BOTH
 def test_ops_releasing_one_week_releases_every_held_week_and_the_one_checkout(app, studio, ops, stripe_standin):
     weeks, payment_id, session_id = _held_series(app, studio, "10:00")
     with later(45):  # the holds have expired; nothing swept them
@@ -59,6 +63,7 @@ def test_ops_releasing_one_week_releases_every_held_week_and_the_one_checkout(ap
         assert len(_releases(app, weeks)) == 3
 
 
+@BOTH
 def test_the_expiry_sweep_releases_a_series_together_and_expires_its_checkout_once(app, studio, stripe_standin):
     weeks, payment_id, session_id = _held_series(app, studio, "14:00", weeks=4)
     with later(45), app.app_context():
@@ -68,6 +73,7 @@ def test_the_expiry_sweep_releases_a_series_together_and_expires_its_checkout_on
     assert len(_releases(app, weeks)) == 4
 
 
+@BOTH
 def test_the_sweep_leaves_every_week_held_while_the_series_payment_is_under_way(app, client, studio,
                                                                                 stripe_standin):
     weeks, payment_id, _ = _held_series(app, studio, "11:00")
