@@ -107,14 +107,17 @@ def _leave_request(_error=None) -> None:
         _request_id.reset(token)
 
 
-def log_job(name: str, args: tuple, outcome: str, started: float) -> None:
-    """One line per job run: which job, its ids, how it ended and how long it took."""
+def log_job(name: str, args: tuple, outcome: str, started: float, *,
+            studio: tuple[int, str] | None = None) -> None:
+    """One line per job run: which job, its ids, the studio it concerns (id, slug) when it concerns one, how it
+    ended and how long it took."""
     from rq import get_current_job
 
     rq_job = get_current_job()
     job_log.info("job %s%r %s", name, tuple(args), outcome,
                  extra={"job": name, "job_id": rq_job.id if rq_job is not None else None,
                         "job_args": list(args), "outcome": outcome,
+                        "studio": studio[1] if studio else None, "studio_id": studio[0] if studio else None,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 

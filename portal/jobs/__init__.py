@@ -22,9 +22,16 @@ def _origin() -> tuple[str | None, dict | None]:
     return logs.current_request_id(), None
 
 
-def job(fn):
+def job(fn=None, *, concerns: tuple[type, int] | None = None):
     """Run a job under its request's id with a clean session afterwards: one log line, its run time and failures
-    counted by job name."""
+    counted by job name.
+
+    `concerns=(Model, i)` says the job is about one studio's row: `args[i]` is the id of a `Model` row (or of the
+    `Studio` itself), and the job's log line names that studio. It is read after the job has run, because some rows
+    (a webhook event) only learn their studio while being processed."""
+    if fn is None:
+        return functools.partial(job, concerns=concerns)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
@@ -40,10 +47,34 @@ def job(fn):
                 raise
             finally:
                 metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
-                logs.log_job(fn.__name__, args, outcome, started)
+                logs.log_job(fn.__name__, args, outcome, started, studio=_studio_of(concerns, args))
                 db.session.remove()
 
     return wrapper
+
+
+def _studio_of(concerns: tuple[type, int] | None, args: tuple) -> tuple[int, str] | None:
+    """(id, slug) of the studio a job is about, or None (a sweep, or a row without a studio yet). Never raises: a
+    log line must not turn a job's outcome into a failure."""
+    if concerns is None or len(args) <= concerns[1] or args[concerns[1]] is None:
+        return None
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from portal import tenancy
+    from portal.models import Studio
+
+    model, index = concerns
+    query = select(Studio.id, Studio.slug)
+    query = (query.where(Studio.id == args[index]) if model is Studio else
+             query.join(model, model.studio_id == Studio.id).where(model.id == args[index]))
+    try:
+        db.session.rollback()  # the job has committed what it meant to; after a failure the transaction is dead
+        with tenancy.all_tenants():
+            row = db.session.execute(query).first()
+    except SQLAlchemyError:
+        return None
+    return (row.id, row.slug) if row is not None else None
 
 
 def studio_scope_of(model, object_id: int):

@@ -4,12 +4,13 @@ from portal import dispatch
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.jobs import job
+from portal.models import Booking, Studio
 from portal.services import account_mail, notifications
 
 log = logging.getLogger(__name__)
 
 
-@job
+@job(concerns=(Booking, 1))
 def send_notification(kind: str, booking_id: int, key: str) -> bool:
     return notifications.send(kind, booking_id, key=key, now=utcnow())
 
@@ -29,6 +30,6 @@ def send_due_reminders() -> int:
     return queued
 
 
-@job
+@job(concerns=(Studio, 3))
 def send_account_email(kind: str, user_id: int, token_id: int | None, studio_id: int | None, reference: str) -> bool:
     return account_mail.send(kind, user_id, token_id, studio_id, reference, now=utcnow())

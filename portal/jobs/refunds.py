@@ -11,7 +11,7 @@ def requeue_stale_refunds() -> int:
     return refunds.requeue_stale(now=utcnow())
 
 
-@job
+@job(concerns=(Refund, 0))
 def process_refund(refund_id: int) -> str:
     with studio_scope_of(Refund, refund_id):
         return refunds.send(refund_id, provider=get_provider(), now=utcnow(), max_attempts=dispatch.max_attempts())

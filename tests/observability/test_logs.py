@@ -97,6 +97,40 @@ def test_the_request_id_travels_into_the_job_it_queued(app, client, caplog):
     (line,) = [r for r in _lines(caplog, "portal.jobs") if r.job == "process_webhook_event"]
     assert (line.request_id, line.outcome, line.job_id) == (request_id, "ignored", None)
     assert line.job_args == [1] and line.duration_ms >= 0
+    assert (line.studio, line.studio_id) == (None, None)  # an event about no studio's payment names none
+
+
+def test_a_jobs_line_names_the_studio_it_concerns(app, client, studio, paid_lesson, caplog):
+    """The webhook event that confirmed a lesson, the refund of its late cancellation and the notifications
+    about it each name the lesson's studio; a sweep over every studio names none."""
+    from datetime import timedelta, timezone
+
+    from portal.jobs import sweeps
+    from portal.services import lesson_changes
+    from tests.lessons.conftest import days_ahead, local
+    from tests.lessons.test_lessons import _service
+
+    caplog.set_level(logging.INFO, logger="portal.jobs")
+    start = local(studio, days_ahead(studio, 10, weekday=2), "15:00")
+    booking_id = paid_lesson(start)
+    _service(app, studio, lesson_changes.cancel, booking_id,
+             now=start.astimezone(timezone.utc) - timedelta(hours=2))
+    drain(app)
+    with app.app_context():
+        sweeps.release_expired_holds()
+
+    lines = _lines(caplog, "portal.jobs")
+    by_job = {}
+    for line in lines:
+        by_job.setdefault(line.job, []).append(line)
+    for name in ("process_webhook_event", "process_refund", "send_notification"):
+        assert by_job.get(name), f"no {name} line in {sorted(by_job)}"
+        assert {(line.studio, line.studio_id) for line in by_job[name]} == {(studio.slug, studio.id)}, name
+    (sweep,) = by_job["release_expired_holds"]
+    assert (sweep.studio, sweep.studio_id) == (None, None)
+    handler = logs._json_handler()
+    fields = json.loads(handler.format(by_job["process_refund"][0]))
+    assert fields["studio"] == studio.slug and fields["studio_id"] == studio.id
 
 
 @pytest.mark.redis
