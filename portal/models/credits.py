@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import utcnow
 from portal.extensions import db
@@ -124,6 +124,11 @@ class PackPurchase(TenantMixin, TimestampMixin, db.Model):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[PackPurchaseStatus] = mapped_column(str_enum(PackPurchaseStatus, 16), nullable=False,
                                                        default=PackPurchaseStatus.PENDING, index=True)
-    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # The ledger entry (lot) holding the pack's credits, once paid: what a refund of its unused credits draws on.
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("credit_ledger.id", ondelete="SET NULL"), unique=True)
+
+    student = relationship("User")
+    pack = relationship("LessonPack")

@@ -48,6 +48,9 @@ class DriftFinding(TimestampMixin, db.Model):
     provider_object_id: Mapped[str] = mapped_column(String(255), nullable=False)
     studio_id: Mapped[int | None] = mapped_column(ForeignKey("studios.id", ondelete="SET NULL"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"), index=True)
+    # …or the lesson pack bought through the Checkout Session the finding is about.
+    pack_purchase_id: Mapped[int | None] = mapped_column(ForeignKey("pack_purchases.id", ondelete="SET NULL"),
+                                                         index=True)
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -79,17 +79,22 @@ class RefundStatus(str, enum.Enum):
 
 
 class Refund(TenantMixin, TimestampMixin, db.Model):
+    """Money sent back: of a booking's payment, or of a lesson pack bought through Checkout (its unused credits),
+    never both."""
+
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("(payment_id IS NULL) <> (pack_purchase_id IS NULL)", name="one_source"),
         # Refunds made outside the portal are few and looked for by ops: a small partial index finds them.
         Index("ix_refunds_external", "created_at", postgresql_where=text("reason = 'external'"),
               sqlite_where=text("reason = 'external'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), nullable=False,
-                                            index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
+    pack_purchase_id: Mapped[int | None] = mapped_column(ForeignKey("pack_purchases.id", ondelete="RESTRICT"),
+                                                         index=True)
     provider_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     # What this refund is for, unique: two workers (or a retried job) can never record the same refund twice.
     purpose_key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
@@ -105,6 +110,13 @@ class Refund(TenantMixin, TimestampMixin, db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
     payment = relationship("Payment", backref="refunds")
+    pack_purchase = relationship("PackPurchase", backref="refunds")
+
+    @property
+    def payment_intent_id(self) -> str | None:
+        """The PaymentIntent the money goes back to."""
+        source = self.payment or self.pack_purchase
+        return source.payment_intent_id if source is not None else None
 
     @property
     def idempotency_key(self) -> str:
