@@ -10,7 +10,7 @@ from portal.clock import utcnow
 from portal.formatting import local_date_iso
 from portal.http import render
 from portal.models import Booking, Role
-from portal.services import bookings, credits, lesson_changes, lessons, packs, series
+from portal.services import bookings, credits, lesson_changes, lessons, pack_refunds, packs, series
 from portal.services.errors import DomainError, SlotUnavailable
 from portal.services.policy import cancel_terms, reschedule_decision
 
@@ -29,10 +29,11 @@ def index():
     from portal.services import calendars  # the feed token is created on first visit
 
     membership = next(m for m in current_user.memberships if m.studio_id == g.studio.id and m.role == Role.STUDENT)
+    history = credits.history(current_user.id, limit=50)
     return render_template("lessons/index.html", upcoming=upcoming, past=past, now=now,
                            credits=lessons.open_makeup_credits(current_user),
                            balances=credits.balances(current_user.id),
-                           credit_history=credits.history(current_user.id, limit=50),
+                           credit_history=history, credit_money=pack_refunds.money_for(history),
                            credit_labels=credits.KIND_LABELS, weekly=lessons.series_of(upcoming),
                            packs=packs.on_sale(), pack_paid=request.args.get("pack") == "paid",
                            calendar_token=calendars.ensure_token(membership))

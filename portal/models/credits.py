@@ -132,3 +132,8 @@ class PackPurchase(TenantMixin, TimestampMixin, db.Model):
 
     student = relationship("User")
     pack = relationship("LessonPack")
+
+    @property
+    def paid_minor(self) -> int:
+        """What the student paid through Checkout (nothing until it is paid)."""
+        return self.amount_minor if self.status == PackPurchaseStatus.PAID else 0

@@ -24,7 +24,7 @@ KIND_LABELS = {
     CreditKind.PURCHASE: "Lesson pack bought", CreditKind.GRANT: "Given by the studio",
     CreditKind.MAKEUP: "Make-up lesson", CreditKind.RETURNED: "Credit returned (lesson cancelled)",
     CreditKind.BOOKING: "Lesson booked", CreditKind.EXPIRY: "Expired", CreditKind.REVOKE: "Taken back by the studio",
-    CreditKind.REFUND: "Refunded by the studio",
+    CreditKind.REFUND: "Refunded by the studio (unused pack credits)",
 }
 
 

@@ -312,7 +312,13 @@ def _refund_changed(obj: dict, provider: PaymentProvider, now: datetime) -> str:
     intent = obj.get("payment_intent")
     payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent)) if intent else None
     if payment is None:
-        return "ignored"
+        purchase = packs.for_intent(intent)  # the unused credits of a lesson pack refunded
+        if purchase is None:
+            return "ignored"
+        purchase_id = purchase.id
+        db.session.commit()
+        refunds.reconcile(None, provider, now=now, purchase_id=purchase_id)
+        return "processed"
     payment_id = payment.id
     db.session.commit()
     refunds.reconcile(payment_id, provider, now=now)

@@ -142,7 +142,7 @@ def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, provid
             raise Conflict("This refund was made outside the portal: repeat it in the Stripe Dashboard if needed.")
         if refund.status != RefundStatus.FAILED:
             raise Conflict(f"Only a failed refund can be retried; this one is {refund.status.value}.")
-        payment_id, intent = refund.payment_id, refund.payment.payment_intent_id
+        payment_id, purchase_id, intent = refund.payment_id, refund.pack_purchase_id, refund.payment_intent_id
         db.session.commit()
         if intent:
             try:
@@ -150,19 +150,20 @@ def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, provid
             except PaymentProviderError as error:
                 db.session.rollback()
                 raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
-            refunds.reconcile(payment_id, provider, now=now, remote=remote)
+            refunds.reconcile(payment_id, provider, now=now, remote=remote, purchase_id=purchase_id)
             live = [r for r in remote if str((r.metadata or {}).get("refund_id", "")) == str(refund_id)
                     and r.status not in ("failed", "canceled")]
             if live:
                 raise Conflict(f"Stripe already has this refund ({live[0].id}, {live[0].status}): it was not sent "
                                "again.")
         refund = db.session.get(Refund, refund_id)
-        if refund.amount_minor > refunds.refundable(refund.payment):
+        if refund.amount_minor > refunds.refundable(refund.payment or refund.pack_purchase):
             raise Conflict("Retrying this refund would return more than is left of the payment: refund what is "
                            "left from the payment's page instead.")
         refund_states.retry(refund_id, now=now, actor=actor, note=note)
         payment = refund.payment
-        if payment.flag == PaymentFlag.REFUND_FAILED:  # the flag said "a refund failed": it is being sent again
+        # the flag said "a refund failed": it is being sent again
+        if payment is not None and payment.flag == PaymentFlag.REFUND_FAILED:
             payment.flag, payment.flag_detail = None, ""
         db.session.commit()
     refunds.queue(refund_id)

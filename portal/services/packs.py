@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal import metrics
 from portal.extensions import db
@@ -58,6 +58,12 @@ def for_session(session_id: str | None) -> PackPurchase | None:
     return db.session.scalar(select(PackPurchase).where(PackPurchase.checkout_session_id == session_id))
 
 
+def for_intent(intent_id: str | None) -> PackPurchase | None:
+    if not intent_id:
+        return None
+    return db.session.scalar(select(PackPurchase).where(PackPurchase.payment_intent_id == intent_id))
+
+
 def apply_session(purchase_id: int, session: CheckoutSession, now: datetime) -> str:
     """Stripe's view of the session, applied once: paid → credits; expired → expired; another amount → flagged."""
     purchase = db.session.get(PackPurchase, purchase_id)
@@ -71,10 +77,11 @@ def apply_session(purchase_id: int, session: CheckoutSession, now: datetime) -> 
             return "processed"
         pack = db.session.get(LessonPack, purchase.pack_id)
         purchases.settle(purchase_id, now=now, intent_id=session.payment_intent_id)
-        credit_states.gain(studio_id=purchase.studio_id, student_id=purchase.student_id, minutes=pack.lesson_minutes,
-                           amount=pack.lesson_count, kind=CreditKind.PURCHASE, now=now, pack_id=pack.id,
-                           actor=audit.SYSTEM, note=f"{pack.name} bought",
-                           expires_at=now + timedelta(days=pack.valid_days))
+        lot = credit_states.gain(studio_id=purchase.studio_id, student_id=purchase.student_id,
+                                 minutes=pack.lesson_minutes, amount=pack.lesson_count, kind=CreditKind.PURCHASE,
+                                 now=now, pack_id=pack.id, actor=audit.SYSTEM, note=f"{pack.name} bought",
+                                 expires_at=now + timedelta(days=pack.valid_days))
+        db.session.execute(update(PackPurchase).where(PackPurchase.id == purchase_id).values(lot_id=lot.id))
         db.session.commit()
         return "processed"
     if session.status == "expired" and purchase.status == PackPurchaseStatus.PENDING:

@@ -1,6 +1,7 @@
 """Refunds: recorded in the same transaction as the change that owes them (one row per purpose, so nothing is
-refunded twice), then sent to the provider by a job that retries passing failures and, after its last attempt,
-leaves the refund failed and flagged for ops. A sweep re-queues refunds that were recorded but never sent."""
+refunded twice), of a booking's payment or of a lesson pack bought through Checkout (its "source"), then sent
+to the provider by a job that retries passing failures and, after its last attempt, leaves the refund failed and
+flagged for ops. A sweep re-queues refunds that were recorded but never sent."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import dispatch, metrics, tenancy
 from portal.extensions import db
-from portal.models import Payment, PaymentFlag, Refund, RefundStatus
+from portal.models import PackPurchase, Payment, PaymentFlag, Refund, RefundStatus
 from portal.parsing import whole_number
 from portal.payments import PaymentProvider, PaymentProviderError, TransientProviderError
 from portal.services import audit
@@ -29,31 +30,45 @@ class RetryLater(Exception):
     """The provider could not be reached; try the refund again later."""
 
 
-def refundable(payment: Payment) -> int:
+Source = Payment | PackPurchase
+
+
+def _of(source: Source):
+    """The refunds of a source, as a condition."""
+    if isinstance(source, PackPurchase):
+        return Refund.pack_purchase_id == source.id
+    return Refund.payment_id == source.id
+
+
+def _link(source: Source) -> dict[str, int]:
+    return {"pack_purchase_id" if isinstance(source, PackPurchase) else "payment_id": source.id}
+
+
+def refundable(source: Source) -> int:
     """What can still be refunded: received minus refunds succeeded or under way."""
     committed = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.payment_id == payment.id, Refund.status != RefundStatus.FAILED)) or 0
-    return payment.paid_minor - committed
+        _of(source), Refund.status != RefundStatus.FAILED)) or 0
+    return source.paid_minor - committed
 
 
-def record(*, payment: Payment, amount_minor: int, reason: str, purpose_key: str, now: datetime,
+def record(*, payment: Source, amount_minor: int, reason: str, purpose_key: str, now: datetime,
            actor: audit.Actor | None = None, note: str = "") -> Refund:
-    """Add a pending refund to the session; the caller commits it with the change that owes it, then `queue`s it.
-    With an `actor`, the refund is audited in the same transaction."""
+    """Add a pending refund of `payment` (a booking's payment or a pack purchase) to the session; the caller commits
+    it with the change that owes it, then `queue`s it. With an `actor`, the refund is audited in the same
+    transaction."""
     if amount_minor <= 0:
         raise InvalidInput("A refund must be a positive amount.", code="refund_invalid", field="amount")
     if amount_minor > refundable(payment):
         raise InvalidInput("A refund cannot exceed what was paid.", code="refund_too_large", field="amount")
-    refund = Refund(studio_id=payment.studio_id, payment_id=payment.id, amount_minor=amount_minor,
-                    currency=payment.currency, reason=reason, purpose_key=purpose_key, created_at=now,
-                    updated_at=now)
+    refund = Refund(studio_id=payment.studio_id, amount_minor=amount_minor, currency=payment.currency, reason=reason,
+                    purpose_key=purpose_key, created_at=now, updated_at=now, **_link(payment))
     db.session.add(refund)
     db.session.flush()
     if actor is not None:
         audit.record(actor=actor, action="refund.create", target_type="refund", target_id=refund.id,
                      studio_id=payment.studio_id, now=now, note=note,
                      after={"status": refund.status.value, "amount_minor": amount_minor, "currency": refund.currency,
-                            "payment_id": payment.id, "reason": reason})
+                            **_link(payment), "reason": reason})
     return refund
 
 
@@ -67,7 +82,9 @@ def queue(refund_id: int) -> None:
 def provider_metadata(refund: Refund) -> dict[str, str]:
     """What Stripe keeps on a refund we send: our row and which attempt of it (a retry by ops is a new attempt with
     a new idempotency key), so `reconcile` can tell the live attempt from a superseded one."""
-    return {"refund_id": str(refund.id), "payment_id": str(refund.payment_id), "attempt": str(refund.retries)}
+    source = ({"pack_purchase_id": str(refund.pack_purchase_id)} if refund.pack_purchase_id is not None else
+              {"payment_id": str(refund.payment_id)})
+    return {"refund_id": str(refund.id), **source, "attempt": str(refund.retries)}
 
 
 def _own_attempt(remote) -> tuple[str, int]:
@@ -82,7 +99,7 @@ def send(refund_id: int, *, provider: PaymentProvider, now: datetime, max_attemp
         return "done"
     refund.attempts += 1
     refund.updated_at = now
-    call = dict(payment_intent_id=refund.payment.payment_intent_id, amount_minor=refund.amount_minor,
+    call = dict(payment_intent_id=refund.payment_intent_id, amount_minor=refund.amount_minor,
                 reason=refund.reason, metadata=provider_metadata(refund),
                 idempotency_key=refund.idempotency_key)
     attempts = refund.attempts
@@ -104,8 +121,9 @@ def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
         raise RetryLater(error)
     refund = db.session.get(Refund, refund_id)
     refund_states.fail(refund_id, now=now, error=error)
-    refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
-                              f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
+    if refund.payment is not None:  # a pack's failed refund is on the ops console by its own status
+        refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
+                                  f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
     db.session.commit()
     metrics.refund_operations.labels("failed").inc()
     log.error("refund %s failed for good: %s", refund_id, error)
@@ -122,17 +140,21 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
         refund_states.succeed(refund_id, now=now, provider_refund_id=provider_id)
         metrics.refund_operations.labels("succeeded").inc()
         db.session.refresh(refund)
-        if was_failed and refund.payment.flag == PaymentFlag.REFUND_FAILED and not _any_failed(refund.payment_id):
-            refund.payment.flag, refund.payment.flag_detail = None, ""
+        payment = refund.payment
+        if (was_failed and payment is not None and payment.flag == PaymentFlag.REFUND_FAILED
+                and not _any_failed(payment.id)):
+            payment.flag, payment.flag_detail = None, ""
     elif status in ("failed", "canceled") and refund.status == RefundStatus.PENDING:
         refund_states.fail(refund_id, now=now, error=f"Stripe reports the refund {status}",
                            provider_refund_id=provider_id)
-        refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
+        if refund.payment is not None:
+            refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
         metrics.refund_operations.labels("failed").inc()
     elif status == "pending" and refund.status == RefundStatus.PENDING:
         refund.provider_refund_id = provider_id
         metrics.refund_operations.labels("pending").inc()
-    payment_states.record_refunds(refund.payment_id, now=now)
+    if refund.payment_id is not None:
+        payment_states.record_refunds(refund.payment_id, now=now)
     db.session.commit()
     return db.session.get(Refund, refund_id).status.value
 
@@ -145,17 +167,19 @@ def _any_failed(payment_id: int) -> bool:
 EXTERNAL = "external"
 
 
-def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime, remote: list | None = None) -> list[int]:
-    """Bring a payment's refunds in line with Stripe's list for its PaymentIntent (`remote`, when the caller already
-    fetched it): ours get Stripe's latest word, and a refund the portal never made (one issued in the Stripe
-    Dashboard, say) is recorded with reason `external` and audited, so the money is accounted for and ops see it.
-    Stripe's refunds carry our row and attempt in their metadata; an attempt that a retry superseded (it failed,
-    or the retry would have been refused) is ours, not external, and changes nothing. Returns the new external
-    rows' ids."""
-    payment = db.session.get(Payment, payment_id)
-    intent = payment.payment_intent_id
-    ours = {r.provider_refund_id: r.id for r in payment.refunds if r.provider_refund_id}
-    rows = {str(r.id): (r.id, r.retries) for r in payment.refunds}
+def reconcile(payment_id: int | None, provider: PaymentProvider, *, now: datetime, remote: list | None = None,
+              purchase_id: int | None = None) -> list[int]:
+    """Bring a payment's (or, with `purchase_id`, a pack purchase's) refunds in line with Stripe's list for its
+    PaymentIntent (`remote`, when the caller already fetched it): ours get Stripe's latest word, and a refund the
+    portal never made (one issued in the Stripe Dashboard, say) is recorded with reason `external` and audited, so
+    the money is accounted for and ops see it. Stripe's refunds carry our row and attempt in their metadata; an
+    attempt that a retry superseded (it failed, or the retry would have been refused) is ours, not external, and
+    changes nothing. Returns the new external rows' ids."""
+    model, source_id = (Payment, payment_id) if purchase_id is None else (PackPurchase, purchase_id)
+    source = db.session.get(model, source_id)
+    intent = source.payment_intent_id
+    ours = {r.provider_refund_id: r.id for r in source.refunds if r.provider_refund_id}
+    rows = {str(r.id): (r.id, r.retries) for r in source.refunds}
     db.session.commit()  # no transaction while Stripe answers
     if not intent:
         return []
@@ -176,10 +200,10 @@ def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime, remo
         if own_id is not None:
             record_result(own_id, refund.id, refund.status, now=now)
             continue
-        payment = db.session.get(Payment, payment_id)
-        row = Refund(studio_id=payment.studio_id, payment_id=payment_id, provider_refund_id=refund.id,
+        source = db.session.get(model, source_id)
+        row = Refund(studio_id=source.studio_id, provider_refund_id=refund.id, **_link(source),
                      purpose_key=f"{EXTERNAL}:{refund.id}", amount_minor=refund.amount,
-                     currency=(refund.currency or payment.currency).lower(), reason=EXTERNAL,
+                     currency=(refund.currency or source.currency).lower(), reason=EXTERNAL,
                      status=_EXTERNAL_STATUS.get(refund.status, RefundStatus.PENDING), created_at=now, updated_at=now)
         db.session.add(row)
         try:
@@ -188,11 +212,12 @@ def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime, remo
             db.session.rollback()
             continue
         audit.record(actor=audit.SYSTEM, action="refund.external", target_type="refund", target_id=row.id,
-                     studio_id=payment.studio_id, now=now,
+                     studio_id=source.studio_id, now=now,
                      note="Refunded outside the portal (for example in the Stripe Dashboard).",
                      after={"amount_minor": refund.amount, "currency": row.currency, "status": row.status.value,
                             "provider_refund_id": refund.id})
-        payment_states.record_refunds(payment_id, now=now)
+        if payment_id is not None:
+            payment_states.record_refunds(payment_id, now=now)
         db.session.commit()
         metrics.refund_operations.labels("external").inc()
         added.append(row.id)

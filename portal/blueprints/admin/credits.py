@@ -1,12 +1,13 @@
 """Weekly lessons and credits (`/s/<studio>/admin/credits`): the series booked, lesson packs (on sale and sold),
-each student's balances, and credits granted, sold at the desk or taken back, each with a note."""
+each student's balances, and credits granted, sold at the desk, taken back or refunded, each with a note."""
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, url_for
 
 from portal.blueprints.admin import actor, admin_action, admin_page, bp, required_note
 from portal.clock import utcnow
-from portal.services import credit_admin, credits
+from portal.formatting import money
+from portal.services import credit_admin, credits, pack_refunds
 from portal.services.catalogue import InvalidFields
 from portal.services.errors import DomainError
 
@@ -16,6 +17,7 @@ def _page(*, error: str | None = None, pack_errors: dict | None = None, pack_for
     return render_template("admin/credits.html", series=credit_admin.series_list(), packs=credit_admin.packs(),
                            balances=credit_admin.balances(), students=credit_admin.students(g.studio),
                            lengths=credit_admin.lesson_lengths(), waitlist=credit_admin.waitlist(utcnow()),
+                           bought=pack_refunds.packs_bought(utcnow()),
                            error=error, pack_errors=pack_errors or {},
                            pack_form=pack_form or {}), status
 
@@ -70,3 +72,35 @@ def credits_pack_create():
         return _page(pack_errors=problem.fields, pack_form=typed, status=422)
     flash("Lesson pack added.", "success")
     return redirect(url_for("admin.credits_page"), code=303)
+
+
+def _refund_form(lot_id: int, *, error: str | None = None, note: str = "", status: int = 200):
+    return render_template("admin/credits_refund.html", quote=pack_refunds.quote(lot_id, utcnow()), error=error,
+                           note=note), status
+
+
+@bp.get("/credits/packs-bought/<int:lot_id>/refund")
+@admin_page
+def credits_refund_form(lot_id: int):
+    """What refunding a pack's unused credits would send back, before the admin confirms."""
+    return _refund_form(lot_id)
+
+
+@bp.post("/credits/packs-bought/<int:lot_id>/refund")
+@admin_action
+def credits_refund(lot_id: int):
+    note = request.form.get("note", "")
+    try:
+        done = pack_refunds.refund_unused(g.studio, lot_id, seen=request.form.get("seen"), note=note, actor=actor(),
+                                          now=utcnow())
+    except DomainError as problem:
+        if problem.status == 404:
+            raise
+        return _refund_form(lot_id, error=problem.message, note=note, status=problem.status)
+    credits_word = f"{done.credits} unused credit{'' if done.credits == 1 else 's'}"
+    if done.refund_id is not None:
+        flash(f"{credits_word} refunded; {money(done.amount_minor, done.currency)} is on its way back to the "
+              "student's card.", "success")
+    else:
+        flash(f"{credits_word} refunded (no money: the pack was not paid through the portal).", "success")
+    return redirect(url_for("admin.credits_page", _anchor="packs-bought"), code=303)

@@ -161,3 +161,38 @@ def expire_lot(lot_id: int, *, now: datetime) -> int:
            kind=CreditKind.EXPIRY, amount=-remaining, now=now, actor=audit.Actor.job("expire_credits"),
            note="Expired unused.", lot_id=lot_id)
     return remaining
+
+
+def lot_remaining(lot_id: int) -> int:
+    """What is left of a lot: its amount plus its debits."""
+    lot_amount = db.session.scalar(select(CreditEntry.amount).where(CreditEntry.id == lot_id)) or 0
+    drawn = db.session.scalar(select(func.coalesce(func.sum(CreditEntry.amount), 0))
+                              .where(CreditEntry.lot_id == lot_id)) or 0
+    return int(lot_amount) + int(drawn)
+
+
+def refund_lot(lot_id: int, *, balance_id: int, expected: int, now: datetime, actor: audit.Actor,
+               note: str) -> CreditEntry:
+    """Take back every credit left of one lot (a `refund` entry), as many as the person saw (`expected`).
+
+    The transaction must start here, with the write: the balance row is locked before the lot is read, so a booking
+    spending a credit of the same lot at the same moment either went first (then fewer credits are left than were
+    shown: a 409, nothing changed) or waits and finds the credits gone (its own 409 `no_credit`)."""
+    db.session.execute(update(CreditBalance).where(CreditBalance.id == balance_id).values(updated_at=now)
+                       .execution_options(synchronize_session=False))
+    remaining = lot_remaining(lot_id)
+    if remaining <= 0:
+        raise NoCredit("Nothing is left of these credits to refund: they were refunded, used or expired.")
+    if remaining != expected:
+        raise Conflict(f"The student's credits changed since this page was shown: {remaining} of them are left now, "
+                       f"not {expected}. Reload the page to see the new amount.")
+    changed = db.session.execute(
+        update(CreditBalance).where(CreditBalance.id == balance_id, CreditBalance.balance >= remaining)
+        .values(balance=CreditBalance.balance - remaining).returning(CreditBalance.id)
+        .execution_options(synchronize_session=False)).all()
+    if not changed:  # cannot happen while the ledger and the balance agree; refuse rather than go negative
+        raise NoCredit("The balance does not cover these credits; nothing was refunded.")
+    lot = db.session.get(CreditEntry, lot_id)
+    return _entry(balance_id, studio_id=lot.studio_id, student_id=lot.student_id, minutes=lot.minutes,
+                  kind=CreditKind.REFUND, amount=-remaining, now=now, actor=actor, note=note, lot_id=lot_id,
+                  pack_id=lot.pack_id)
