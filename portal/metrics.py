@@ -85,8 +85,8 @@ PER_RESOURCE = ("tenant", "resource_id")
 #: The reconciliation queries served as gauges: the ones alerts and the ops dashboard watch, each a few ms on a large
 #: database. The invariant checks that scan recent history (`confirmed_without_payment`, `overlapping_bookings`)
 #: stay with the console and `flask ops check`, which run them on demand.
-RECONCILIATION_GAUGES = ("paid_unconfirmed", "stuck_events", "dead_events", "unreleased_holds",
-                         "amount_mismatches", "stuck_refunds", "external_refunds", "stripe_drift")
+RECONCILIATION_GAUGES = ("paid_unconfirmed", "packs_paid_uncredited", "stuck_events", "dead_events",
+                         "unreleased_holds", "amount_mismatches", "stuck_refunds", "external_refunds", "stripe_drift")
 #: Latency buckets with edges at the runbook's baselines (p95 < 300 ms, p99 < 800 ms), so the latency SLO counts
 #: requests over 300 ms exactly instead of interpolating.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.5, 5.0, 10.0)

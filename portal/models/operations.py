@@ -31,8 +31,9 @@ class DriftFinding(TimestampMixin, db.Model):
     """Something Stripe knows that the portal missed or disagrees with, found by the drift reconciliation job.
 
     `kind`: `missing_event` (Stripe has an event the portal never stored), `unsettled_session` (a Checkout Session
-    Stripe reports paid whose payment the portal has not settled), `amount_differs` (Stripe's amount or currency is
-    not the portal's), `unknown_refund` (a refund on one of our payments that the portal has no record of).
+    Stripe reports paid whose payment, or lesson pack purchase, the portal has not settled), `amount_differs`
+    (Stripe's amount or currency is not the portal's), `unknown_refund` (a refund on one of our payments or packs
+    that the portal has no record of).
     """
 
     __tablename__ = "drift_findings"

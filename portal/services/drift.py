@@ -1,5 +1,6 @@
 """Drift from Stripe: walk Stripe's events and Checkout Sessions for a time window and record what the portal missed
-or disagrees with (`drift_findings`, listed by the ops console's `stripe_drift` query).
+or disagrees with (`drift_findings`, listed by the ops console's `stripe_drift` query), for lessons' payments and
+lesson packs bought through Checkout alike.
 
 Run hourly by the worker (over the last two hours, so consecutive runs overlap) and on demand from the console or
 `flask ops drift`. A finding whose difference is gone on a later run (the event arrived, the payment settled) is
@@ -15,7 +16,16 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
 from portal.extensions import db
-from portal.models import DriftFinding, Payment, PaymentStatus, Refund, Resolution, WebhookEvent
+from portal.models import (
+    DriftFinding,
+    PackPurchase,
+    PackPurchaseStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    Resolution,
+    WebhookEvent,
+)
 from portal.payments import PaymentProvider
 from portal.services import audit
 from portal.services.fulfilment import REFUND_EVENTS, SESSION_EVENTS
@@ -48,16 +58,20 @@ def _pages(fetch, **params):
         after = page[-1].id
 
 
-def _record(kind: str, object_id: str, detail: str, now: datetime, *, payment: Payment | None = None) -> bool:
-    """Add (or refresh) a finding; True when it is new."""
+def _record(kind: str, object_id: str, detail: str, now: datetime, *, payment: Payment | PackPurchase | None = None
+            ) -> bool:
+    """Add (or refresh) a finding about a lesson's payment or a pack purchase; True when it is new."""
     existing = db.session.scalar(select(DriftFinding).where(DriftFinding.kind == kind,
                                                             DriftFinding.provider_object_id == object_id))
     if existing is not None:
         existing.last_seen_at, existing.detail = now, detail
         return False
+    pack = isinstance(payment, PackPurchase)
     db.session.add(DriftFinding(kind=kind, provider_object_id=object_id, detail=detail, detected_at=now,
-                                last_seen_at=now, created_at=now, payment_id=payment.id if payment else None,
-                                studio_id=payment.studio_id if payment else None))
+                                last_seen_at=now, created_at=now,
+                                payment_id=payment.id if payment is not None and not pack else None,
+                                pack_purchase_id=payment.id if pack else None,
+                                studio_id=payment.studio_id if payment is not None else None))
     try:
         with db.session.begin_nested():
             db.session.flush()
@@ -71,7 +85,7 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
     report = ScanReport(start, now)
     examined: set[tuple[str, str]] = set()  # (kind, object id) this run looked at
     seen: set[tuple[str, str]] = set()      # …and found differing
-    refunds_to_check: list[tuple[int, str, set[str]]] = []  # (payment id, PaymentIntent, refund ids known here)
+    refunds_to_check: list[tuple[Payment | PackPurchase, str, set[str]]] = []  # (source, PaymentIntent, known ids)
     with tenancy.all_tenants():
         events = list(_pages(provider.list_events, types=WATCHED, created_gte=int(start.timestamp()),
                              created_lte=int(now.timestamp())))
@@ -97,6 +111,10 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
                 continue
             payment = db.session.scalar(select(Payment).where(Payment.checkout_session_id == session.id))
             if payment is None:
+                purchase = db.session.scalar(select(PackPurchase).where(
+                    PackPurchase.checkout_session_id == session.id))
+                if purchase is not None:
+                    report.found += _check_pack(purchase, session, now, examined, seen, refunds_to_check)
                 continue
             examined.update({("unsettled_session", session.id), ("amount_differs", session.id)})
             if payment.status not in SETTLED:
@@ -114,12 +132,12 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
             if payment.payment_intent_id and payment.status in SETTLED:
                 known = set(db.session.scalars(select(Refund.provider_refund_id).where(
                     Refund.payment_id == payment.id, Refund.provider_refund_id.is_not(None))))
-                refunds_to_check.append((payment.id, payment.payment_intent_id, known))
+                refunds_to_check.append((payment, payment.payment_intent_id, known))
         db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers below
 
-        for payment_id, intent, known in refunds_to_check:
+        for source, intent, known in refunds_to_check:
             remote = provider.list_refunds(payment_intent_id=intent)
-            payment = db.session.get(Payment, payment_id)
+            payment = db.session.get(type(source), source.id)
             for refund in remote:
                 examined.add(("unknown_refund", refund.id))
                 if refund.id not in known:
@@ -133,12 +151,32 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
     return report
 
 
-def _payment_for(obj: dict) -> Payment | None:
+def _check_pack(purchase: PackPurchase, session, now: datetime, examined: set, seen: set,
+                refunds_to_check: list) -> int:
+    """A paid Checkout Session of a lesson pack: unsettled here (its credits never arrived) is drift; once paid, its
+    refunds are compared like a payment's."""
+    examined.add(("unsettled_session", session.id))
+    found = 0
+    if purchase.status in (PackPurchaseStatus.PENDING, PackPurchaseStatus.EXPIRED):
+        seen.add(("unsettled_session", session.id))
+        found += _record("unsettled_session", session.id, "Stripe reports the lesson pack's session paid; the "
+                         f"purchase here is {purchase.status.value} and its credits were not added", now,
+                         payment=purchase)
+    elif purchase.status == PackPurchaseStatus.PAID and purchase.payment_intent_id:
+        known = {r.provider_refund_id for r in purchase.refunds if r.provider_refund_id}
+        refunds_to_check.append((purchase, purchase.payment_intent_id, known))
+    return found
+
+
+def _payment_for(obj: dict) -> Payment | PackPurchase | None:
+    """The payment (or lesson pack purchase) a Stripe object is about."""
     object_id, intent = obj.get("id"), obj.get("payment_intent")
     if isinstance(object_id, str) and object_id.startswith("cs_"):
-        return db.session.scalar(select(Payment).where(Payment.checkout_session_id == object_id))
+        return (db.session.scalar(select(Payment).where(Payment.checkout_session_id == object_id))
+                or db.session.scalar(select(PackPurchase).where(PackPurchase.checkout_session_id == object_id)))
     if isinstance(intent, str):
-        return db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent))
+        return (db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent))
+                or db.session.scalar(select(PackPurchase).where(PackPurchase.payment_intent_id == intent)))
     return None
 
 

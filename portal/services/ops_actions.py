@@ -19,6 +19,8 @@ from portal.models import (
     BookingStatus,
     DriftFinding,
     EventStatus,
+    PackPurchase,
+    PackPurchaseStatus,
     Payment,
     PaymentFlag,
     PaymentStatus,
@@ -28,7 +30,7 @@ from portal.models import (
     WebhookEvent,
 )
 from portal.payments import PaymentProvider, PaymentProviderError
-from portal.services import audit, fulfilment, refunds
+from portal.services import audit, fulfilment, packs, refunds
 from portal.services.checkout import expire_session_quietly
 from portal.services.errors import Conflict, InvalidInput, NotFound
 from portal.services.reconciliation import QUERIES, STUCK_AFTER
@@ -103,6 +105,33 @@ def refetch_session(payment_id: int, *, actor: audit.Actor, note: str | None, pr
         after = db.session.get(Payment, payment_id).status.value
         audit.record(actor=actor, action="payment.refetch", target_type="payment", target_id=payment_id,
                      studio_id=studio_id, now=now, note=note, before={"status": before}, after={"status": after})
+        db.session.commit()
+        return after
+
+
+def refetch_pack(purchase_id: int, *, actor: audit.Actor, note: str | None, provider: PaymentProvider,
+                 now: datetime, expected: str | None = None) -> str:
+    """A lesson pack paid at Stripe whose credits never arrived: ask Stripe for its Checkout Session and apply it
+    (paid: the credits, once; another amount: flagged). Returns the purchase's status after."""
+    note = _note(note)
+    with tenancy.all_tenants():
+        purchase = _get(PackPurchase, purchase_id, "pack purchase")
+        seen = _expected(PackPurchaseStatus, expected)
+        if seen is not None and purchase.status != seen:
+            raise Conflict(f"This pack purchase is {purchase.status.value} now, not {seen.value}: reload the page.")
+        studio_id, session_id, before = purchase.studio_id, purchase.checkout_session_id, purchase.status.value
+        db.session.commit()
+        try:
+            session = provider.retrieve_checkout_session(session_id)
+        except PaymentProviderError as error:
+            db.session.rollback()
+            raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
+        packs.apply_session(purchase_id, session, now)
+        db.session.expire_all()
+        after = db.session.get(PackPurchase, purchase_id).status.value
+        audit.record(actor=actor, action="pack_purchase.refetch", target_type="pack purchase",
+                     target_id=purchase_id, studio_id=studio_id, now=now, note=note, before={"status": before},
+                     after={"status": after})
         db.session.commit()
         return after
 
@@ -207,8 +236,8 @@ def resolve(query: str, entity_id: int, *, actor: audit.Actor, reason: str | Non
         raise Conflict("This list must always be empty: fix the item at its cause (see the runbook) instead of "
                        "marking it resolved.")
     entity = QUERIES[query].entity
-    model = {"booking": Booking, "payment": Payment, "refund": Refund, "event": WebhookEvent,
-             "drift": DriftFinding}[entity]
+    model = {"booking": Booking, "payment": Payment, "pack_purchase": PackPurchase, "refund": Refund,
+             "event": WebhookEvent, "drift": DriftFinding}[entity]
     with tenancy.all_tenants():
         row = _get(model, entity_id, entity)
         earlier = db.session.scalar(select(Resolution).where(
@@ -247,5 +276,5 @@ def compare_with_stripe(*, actor: audit.Actor, now: datetime) -> None:
     db.session.commit()
 
 
-__all__ = ["compare_with_stripe", "refetch_session", "refund_in_full", "release_hold", "replay_event", "resolve",
-           "retry_refund"]
+__all__ = ["compare_with_stripe", "refetch_pack", "refetch_session", "refund_in_full", "release_hold",
+           "replay_event", "resolve", "retry_refund"]

@@ -23,6 +23,8 @@ from portal.models import (
     CreditKind,
     DriftFinding,
     EventStatus,
+    PackPurchase,
+    PackPurchaseStatus,
     Payment,
     PaymentStatus,
     Refund,
@@ -55,7 +57,7 @@ BACKLOG_STATUSES = (EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCES
 class Query:
     name: str
     title: str
-    entity: str                # booking | payment | refund | event | drift
+    entity: str                # booking | payment | pack_purchase | refund | event | drift
     why: str                   # what it means and what to do, for the console and the CLI
     build: Callable[..., Select]  # (now, full=False) -> the items
     must_be_empty: bool = False
@@ -106,6 +108,22 @@ def _paid_unconfirmed(now: datetime) -> Select:
                       both.c.status, both.c.checkout_session_id))
 
 
+def _packs_paid_uncredited(now: datetime) -> Select:
+    """A lesson pack paid at Stripe (a stored paid-session event more than 10 minutes old) whose purchase is still
+    waiting or gave up, so its credits never reached the student."""
+    return (select(PackPurchase.id.label("id"), PackPurchase.studio_id.label("studio_id"),
+                   func.min(WebhookEvent.received_at).label("since"), PackPurchase.student_id,
+                   PackPurchase.amount_minor, PackPurchase.currency, PackPurchase.status,
+                   PackPurchase.checkout_session_id)
+            .select_from(PackPurchase)
+            .join(WebhookEvent, WebhookEvent.object_id == PackPurchase.checkout_session_id)
+            .where(PackPurchase.status.in_((PackPurchaseStatus.PENDING, PackPurchaseStatus.EXPIRED)),
+                   WebhookEvent.type.in_(PAID_SESSION_EVENTS), WebhookEvent.received_at < now - STUCK_AFTER,
+                   _unresolved("packs_paid_uncredited", "pack_purchase", PackPurchase.id, PackPurchase.updated_at))
+            .group_by(PackPurchase.id, PackPurchase.studio_id, PackPurchase.student_id, PackPurchase.amount_minor,
+                      PackPurchase.currency, PackPurchase.status, PackPurchase.checkout_session_id))
+
+
 def _event_columns():
     return (WebhookEvent.id.label("id"), WebhookEvent.studio_id.label("studio_id"),
             WebhookEvent.received_at.label("since"), WebhookEvent.provider_event_id, WebhookEvent.type,
@@ -148,13 +166,14 @@ def _amount_mismatches(now: datetime, full: bool = False) -> Select:
 
 
 def _refund_columns():
+    """A refund is of a booking's payment or of a lesson pack (`pack_purchase_id`, no booking)."""
     return (Refund.id.label("id"), Refund.studio_id.label("studio_id"), Refund.created_at.label("since"),
-            Refund.payment_id, Payment.booking_id, Refund.amount_minor, Refund.currency, Refund.status,
-            Refund.attempts, Refund.last_error, Refund.reason, Refund.provider_refund_id)
+            Refund.payment_id, Payment.booking_id, Refund.pack_purchase_id, Refund.amount_minor, Refund.currency,
+            Refund.status, Refund.attempts, Refund.last_error, Refund.reason, Refund.provider_refund_id)
 
 
 def _stuck_refunds(now: datetime) -> Select:
-    return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
+    return (select(*_refund_columns()).outerjoin(Payment, Payment.id == Refund.payment_id)
             .where(or_(and_(Refund.status == RefundStatus.PENDING, Refund.created_at < now - STUCK_AFTER),
                        Refund.status == RefundStatus.FAILED),
                    Refund.reason != "external",  # Stripe's own refunds are `external_refunds`' to show
@@ -199,14 +218,15 @@ def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
 def _external_refunds(now: datetime) -> Select:
     from portal.services.refunds import EXTERNAL
 
-    return (select(*_refund_columns()).join(Payment, Payment.id == Refund.payment_id)
+    return (select(*_refund_columns()).outerjoin(Payment, Payment.id == Refund.payment_id)
             .where(Refund.reason == EXTERNAL, _unresolved("external_refunds", "refund", Refund.id, Refund.updated_at)))
 
 
 def _stripe_drift(now: datetime) -> Select:
     return (select(DriftFinding.id.label("id"), DriftFinding.studio_id.label("studio_id"),
                    DriftFinding.detected_at.label("since"), DriftFinding.kind, DriftFinding.provider_object_id,
-                   DriftFinding.payment_id, DriftFinding.detail, DriftFinding.last_seen_at)
+                   DriftFinding.payment_id, DriftFinding.pack_purchase_id, DriftFinding.detail,
+                   DriftFinding.last_seen_at)
             .where(DriftFinding.resolved_at.is_(None)))
 
 
@@ -215,6 +235,10 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
           "Stripe took the money more than 10 minutes ago but the booking is not confirmed. Re-fetch the Checkout "
           "Session from Stripe and run fulfilment again (it confirms the lesson, or refunds it if the time is "
           "gone).", _paid_unconfirmed),
+    Query("packs_paid_uncredited", "Lesson packs paid but not credited", "pack_purchase",
+          "Stripe took the money for a lesson pack more than 10 minutes ago but its credits are not on the "
+          "student's balance. Re-fetch the Checkout Session from Stripe: that adds the credits once.",
+          _packs_paid_uncredited),
     Query("stuck_events", "Webhook events not processed", "event",
           "Stored more than 10 minutes ago and still waiting (received, queued, retrying, or held by a worker that "
           "stopped). The sweep queues an event again once it has waited 10 minutes: if they stay, the workers or "

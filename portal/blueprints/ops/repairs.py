@@ -40,6 +40,15 @@ def refetch_session(payment_id: int):
     return _back(url_for("ops.query", name="paid_unconfirmed"))
 
 
+@bp.post("/pack-purchases/<int:purchase_id>/refetch")
+@ops_only
+def refetch_pack(purchase_id: int):
+    status = ops_actions.refetch_pack(purchase_id, actor=actor(), note=_note(), provider=get_provider(),
+                                      now=utcnow(), expected=_expected())
+    flash(f"Stripe was asked again; pack purchase {purchase_id} is {status}.", "success")
+    return _back(url_for("ops.query", name="packs_paid_uncredited"))
+
+
 @bp.post("/bookings/<int:booking_id>/release")
 @ops_only
 def release_hold(booking_id: int):
