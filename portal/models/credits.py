@@ -130,6 +130,7 @@ class PackPurchase(TenantMixin, TimestampMixin, db.Model):
     # The ledger entry (lot) holding the pack's credits, once paid: what a refund of its unused credits draws on.
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("credit_ledger.id", ondelete="SET NULL"), unique=True)
 
+    studio = relationship("Studio")
     student = relationship("User")
     pack = relationship("LessonPack")
 

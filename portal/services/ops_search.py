@@ -1,6 +1,6 @@
-"""Find a booking, payment, refund or webhook event across studios from what a person has in hand: a booking
-reference (`#42`), a student's email, a Checkout Session (`cs_…`), PaymentIntent (`pi_…`), refund (`re_…`) or
-Stripe event (`evt_…`) id. Ops only; each lookup is one indexed equality."""
+"""Find a booking, payment, lesson pack purchase, refund or webhook event across studios from what a person has in
+hand: a booking reference (`#42`), a student's email, a Checkout Session (`cs_…`), PaymentIntent (`pi_…`), refund
+(`re_…`) or Stripe event (`evt_…`) id. Ops only; each lookup is one indexed equality."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from portal import tenancy
 from portal.extensions import db
 from portal.formatting import when
-from portal.models import Booking, Payment, Refund, Studio, User, WebhookEvent
+from portal.models import Booking, PackPurchase, Payment, Refund, Studio, User, WebhookEvent
 from portal.parsing import whole_number
 
 LIMIT = 50
@@ -19,7 +19,7 @@ LIMIT = 50
 
 @dataclass(frozen=True)
 class Hit:
-    kind: str          # booking | payment | refund | event
+    kind: str          # booking | payment | pack_purchase | refund | event
     id: int
     studio: str | None
     label: str         # one line: what it is
@@ -39,12 +39,16 @@ def find(text: str) -> list[Hit]:
             user_ids = select(User.id).where(func.lower(User.email) == text.lower())
             return _bookings([Booking.student_id.in_(user_ids)], slugs)
         if text.startswith("cs_"):
-            return _payments([Payment.checkout_session_id == text], slugs)
+            return (_payments([Payment.checkout_session_id == text], slugs)
+                    + _packs([PackPurchase.checkout_session_id == text], slugs))
         if text.startswith("pi_"):
-            return _payments([Payment.payment_intent_id == text], slugs)
+            return (_payments([Payment.payment_intent_id == text], slugs)
+                    + _packs([PackPurchase.payment_intent_id == text], slugs))
         if text.startswith("re_"):
             refunds = db.session.scalars(select(Refund).where(Refund.provider_refund_id == text)).all()
-            return [Hit("refund", r.id, slugs.get(r.studio_id), f"refund of payment #{r.payment_id}", r.status.value)
+            return [Hit("refund", r.id, slugs.get(r.studio_id),
+                        f"refund of lesson pack purchase {r.pack_purchase_id}" if r.pack_purchase_id is not None
+                        else f"refund of payment #{r.payment_id}", r.status.value)
                     for r in refunds]
         if text.startswith("evt_"):
             return _events([WebhookEvent.provider_event_id == text], slugs)
@@ -64,6 +68,13 @@ def _payments(where, slugs) -> list[Hit]:
     rows = db.session.execute(select(Payment.id, Payment.studio_id, Payment.status, Payment.booking_id)
                               .where(*where).limit(LIMIT)).all()
     return [Hit("payment", row.id, slugs.get(row.studio_id), f"payment for booking #{row.booking_id}",
+                row.status.value) for row in rows]
+
+
+def _packs(where, slugs) -> list[Hit]:
+    rows = db.session.execute(select(PackPurchase.id, PackPurchase.studio_id, PackPurchase.status, User.email)
+                              .join(User, User.id == PackPurchase.student_id).where(*where).limit(LIMIT)).all()
+    return [Hit("pack_purchase", row.id, slugs.get(row.studio_id), f"lesson pack bought by {row.email}",
                 row.status.value) for row in rows]
 
 

@@ -14,7 +14,9 @@ from portal.formatting import money, when
 from portal.models import (
     AuditEntry,
     Booking,
+    CreditEntry,
     NotificationLog,
+    PackPurchase,
     Payment,
     PaymentStatus,
     Refund,
@@ -31,7 +33,7 @@ class Entry:
     """One line of a booking's timeline."""
 
     at: datetime
-    kind: str       # hold, checkout, payment, webhook, move, refund, email, audit
+    kind: str       # hold, checkout, payment, webhook, credits, move, refund, email, audit
     title: str
     detail: str = ""
     status: str = ""
@@ -67,23 +69,13 @@ def of(studio: Studio, booking: Booking) -> list[Entry]:
         entries.append(Entry(payment.created_at, "checkout", "Checkout Session opened",
                              f"{payment.checkout_session_id} for {_money(payment.amount_minor, payment.currency)}"))
         entries.extend(_payment_entries(payment))
-        entries.extend(_webhook_entries(studio, payment))
+        entries.extend(_webhook_entries(payment.checkout_session_id, payment.payment_intent_id))
     for move in db.session.scalars(select(Reschedule).where(Reschedule.booking_id == booking.id)
                                    .order_by(Reschedule.id)):
         entries.append(Entry(move.created_at, "move", "Moved",
                              f"from {names.get(move.from_resource_id, '?')}, {_when(studio, move.from_start_at)} "
                              f"to {names.get(move.to_resource_id, '?')}, {_when(studio, move.to_start_at)}"))
-    for refund in refund_rows:
-        amount = _money(refund.amount_minor, refund.currency)
-        detail_text = f"reason: {refund.reason}; {_plural(refund.attempts, 'attempt')}"
-        if refund.last_error:
-            detail_text += f"; last error: {refund.last_error}"
-        entries.append(Entry(refund.created_at, "refund", f"Refund of {amount} recorded", detail_text,
-                             refund.status.value))
-        if refund.status != RefundStatus.PENDING:
-            entries.append(Entry(refund.updated_at, "refund", f"Refund of {amount} {refund.status.value}",
-                                 refund.last_error if refund.status == RefundStatus.FAILED else
-                                 (refund.provider_refund_id or ""), refund.status.value))
+    entries.extend(_refund_entries(refund_rows))
     for mail in db.session.scalars(select(NotificationLog).where(NotificationLog.booking_id == booking.id,
                                                                  NotificationLog.studio_id == studio.id)
                                    .order_by(NotificationLog.id)):
@@ -95,17 +87,74 @@ def of(studio: Studio, booking: Booking) -> list[Entry]:
     targets = [(AuditEntry.target_type == "booking") & (AuditEntry.target_id == booking.id)]
     if payment is not None:
         targets.append((AuditEntry.target_type == "payment") & (AuditEntry.target_id == payment.id))
+    entries.extend(_audit_entries(studio, targets, refund_rows))
+    return _in_order(entries)
+
+
+def of_pack_purchase(studio: Studio, purchase: PackPurchase) -> list[Entry]:
+    """Everything that happened to a lesson pack bought through Checkout, oldest first: its session and payment,
+    the credits it added and took back, Stripe's events about it, its refunds and the audit rows of the purchase
+    and its refunds."""
+    pack = purchase.pack
+    entries = [Entry(purchase.created_at, "checkout", "Checkout Session opened",
+                     f"{purchase.checkout_session_id} for {_money(purchase.amount_minor, purchase.currency)}: "
+                     f"{pack.name} for {purchase.student.email}")]
+    if purchase.paid_at is not None:
+        entries.append(Entry(purchase.paid_at, "payment", "Payment received",
+                             _money(purchase.amount_minor, purchase.currency)))
+    elif purchase.status.value != "pending":
+        entries.append(Entry(purchase.updated_at, "payment", f"Purchase {purchase.status.value}", "",
+                             purchase.status.value))
+    if purchase.lot_id is not None:
+        moves = db.session.scalars(select(CreditEntry).where(
+            or_(CreditEntry.id == purchase.lot_id, CreditEntry.lot_id == purchase.lot_id)).order_by(CreditEntry.id))
+        for move in moves:
+            entries.append(Entry(move.created_at, "credits", f"Credits {move.amount:+d} ({move.kind.value})",
+                                 move.note))
+    entries.extend(_webhook_entries(purchase.checkout_session_id, purchase.payment_intent_id))
+    refund_rows = sorted(purchase.refunds, key=lambda r: r.id)
+    entries.extend(_refund_entries(refund_rows))
+    targets = [(AuditEntry.target_type == "pack purchase") & (AuditEntry.target_id == purchase.id)]
+    entries.extend(_audit_entries(studio, targets, refund_rows))
+    return _in_order(entries)
+
+
+_ORDER = {kind: i for i, kind in enumerate(("hold", "checkout", "webhook", "payment", "credits", "move", "refund",
+                                            "audit", "email"))}
+
+
+def _in_order(entries: list[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: (e.at, _ORDER[e.kind]))
+
+
+def _refund_entries(refund_rows: list[Refund]) -> list[Entry]:
+    entries = []
+    for refund in refund_rows:
+        amount = _money(refund.amount_minor, refund.currency)
+        detail_text = f"reason: {refund.reason}; {_plural(refund.attempts, 'attempt')}"
+        if refund.last_error:
+            detail_text += f"; last error: {refund.last_error}"
+        entries.append(Entry(refund.created_at, "refund", f"Refund of {amount} recorded", detail_text,
+                             refund.status.value))
+        if refund.status != RefundStatus.PENDING:
+            entries.append(Entry(refund.updated_at, "refund", f"Refund of {amount} {refund.status.value}",
+                                 refund.last_error if refund.status == RefundStatus.FAILED else
+                                 (refund.provider_refund_id or ""), refund.status.value))
+    return entries
+
+
+def _audit_entries(studio: Studio, targets: list, refund_rows: list[Refund]) -> list[Entry]:
     if refund_rows:
-        targets.append((AuditEntry.target_type == "refund") & AuditEntry.target_id.in_([r.id for r in refund_rows]))
+        targets = [*targets,
+                   (AuditEntry.target_type == "refund") & AuditEntry.target_id.in_([r.id for r in refund_rows])]
+    entries = []
     for row in db.session.scalars(select(AuditEntry).where(AuditEntry.studio_id == studio.id, or_(*targets))
                                   .order_by(AuditEntry.id)):
         change = _change(row.before, row.after)
         detail_text = "; ".join(part for part in (change, f"note: {row.note}" if row.note else "") if part)
         entries.append(Entry(row.created_at, "audit", f"{row.action} by {row.actor_label or row.actor_kind}",
                              detail_text))
-    order = {kind: i for i, kind in enumerate(("hold", "checkout", "webhook", "payment", "move", "refund", "audit",
-                                               "email"))}
-    return sorted(entries, key=lambda e: (e.at, order[e.kind]))
+    return entries
 
 
 def _change(before: dict | None, after: dict | None) -> str:
@@ -135,11 +184,11 @@ def _payment_entries(payment: Payment) -> list[Entry]:
     return entries
 
 
-def _webhook_entries(studio: Studio, payment: Payment) -> list[Entry]:
-    """Stripe's events about this payment's Checkout Session (or its PaymentIntent, for refunds and charges)."""
-    about = [WebhookEvent.object_id == payment.checkout_session_id]
-    if payment.payment_intent_id:
-        about.append(WebhookEvent.intent_id == payment.payment_intent_id)
+def _webhook_entries(session_id: str, intent_id: str | None) -> list[Entry]:
+    """Stripe's events about a Checkout Session (or its PaymentIntent, for refunds and charges)."""
+    about = [WebhookEvent.object_id == session_id]
+    if intent_id:
+        about.append(WebhookEvent.intent_id == intent_id)
     found = db.session.scalars(select(WebhookEvent).where(or_(*about)).order_by(WebhookEvent.id))
     entries = []
     for event in found:

@@ -1,5 +1,6 @@
-"""Drill-downs: one booking (with its payment, refunds and Stripe events) or one webhook event, everything that
-happened to it, Stripe's own view fetched live, and the repairs that apply to it now."""
+"""Drill-downs: one booking (with its payment, refunds and Stripe events), one lesson pack bought through Checkout
+(with its credits, refunds and Stripe events) or one webhook event, everything that happened to it, Stripe's own
+view fetched live, and the repairs that apply to it now."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from portal import tenancy
 from portal.blueprints.ops import bp, ops_only
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, EventStatus, Payment, Refund, WebhookEvent
+from portal.models import Booking, BookingStatus, EventStatus, PackPurchase, Payment, Refund, WebhookEvent
 from portal.payments import PaymentProviderError, get_provider
 from portal.services import receipts, timeline
 
@@ -25,7 +26,16 @@ def _get_or_404(model, entity_id: int, noun: str):
     return row
 
 
-def _stripe_view(payment: Payment | None) -> dict:
+def _events_about(source: Payment | PackPurchase | None) -> list[WebhookEvent]:
+    if source is None:
+        return []
+    about = [WebhookEvent.object_id == source.checkout_session_id]
+    if source.payment_intent_id:
+        about.append(WebhookEvent.intent_id == source.payment_intent_id)
+    return db.session.scalars(select(WebhookEvent).where(or_(*about)).order_by(WebhookEvent.id)).all()
+
+
+def _stripe_view(payment: Payment | PackPurchase | None) -> dict:
     """What Stripe says now about the payment's Checkout Session and refunds (or why it could not be asked)."""
     if payment is None:
         return {}
@@ -47,12 +57,7 @@ def booking(booking_id: int):
     with tenancy.all_tenants():
         found = _get_or_404(Booking, booking_id, "booking")
         payment = found.payment
-        events = []
-        if payment is not None:
-            about = [WebhookEvent.object_id == payment.checkout_session_id]
-            if payment.payment_intent_id:
-                about.append(WebhookEvent.intent_id == payment.payment_intent_id)
-            events = db.session.scalars(select(WebhookEvent).where(or_(*about)).order_by(WebhookEvent.id)).all()
+        events = _events_about(payment)
         db.session.commit()  # no transaction is held while Stripe answers
         stripe = _stripe_view(payment)
         return render_template(
@@ -70,11 +75,27 @@ def payment(payment_id: int):
         return redirect(url_for("ops.booking", booking_id=found.booking_id), code=303)
 
 
+@bp.get("/pack-purchases/<int:purchase_id>")
+@ops_only
+def pack_purchase(purchase_id: int):
+    with tenancy.all_tenants():
+        found = _get_or_404(PackPurchase, purchase_id, "lesson pack purchase")
+        events = _events_about(found)
+        db.session.commit()  # no transaction is held while Stripe answers
+        stripe = _stripe_view(found)
+        return render_template("ops/pack_purchase.html", purchase=found, studio=found.studio,
+                               entries=timeline.of_pack_purchase(found.studio, found), events=events, stripe=stripe,
+                               unfinished=UNFINISHED)
+
+
 @bp.get("/refunds/<int:refund_id>")
 @ops_only
 def refund(refund_id: int):
     with tenancy.all_tenants():
         found = _get_or_404(Refund, refund_id, "refund")
+        if found.pack_purchase_id is not None:
+            return redirect(url_for("ops.pack_purchase", purchase_id=found.pack_purchase_id) + f"#refund-{refund_id}",
+                            code=303)
         return redirect(url_for("ops.booking", booking_id=found.payment.booking_id) + f"#refund-{refund_id}",
                         code=303)
 
@@ -88,5 +109,11 @@ def event(event_id: int):
         if found.intent_id:
             about.append(Payment.payment_intent_id == found.intent_id)
         related = db.session.scalar(select(Payment).where(or_(*about))) if found.object_id else None
-        return render_template("ops/event.html", event=found, payment=related, unfinished=UNFINISHED,
+        pack = None
+        if related is None and found.object_id:
+            pack_about = [PackPurchase.checkout_session_id == found.object_id]
+            if found.intent_id:
+                pack_about.append(PackPurchase.payment_intent_id == found.intent_id)
+            pack = db.session.scalar(select(PackPurchase).where(or_(*pack_about)))
+        return render_template("ops/event.html", event=found, payment=related, pack=pack, unfinished=UNFINISHED,
                                payload=json.dumps(found.payload, indent=2, sort_keys=True))
