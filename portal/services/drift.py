@@ -85,7 +85,7 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
     report = ScanReport(start, now)
     examined: set[tuple[str, str]] = set()  # (kind, object id) this run looked at
     seen: set[tuple[str, str]] = set()      # …and found differing
-    refunds_to_check: list[tuple[Payment | PackPurchase, str, set[str]]] = []  # (source, PaymentIntent, known ids)
+    refunds_to_check: list[tuple[Payment | PackPurchase, str]] = []  # (a settled source, its PaymentIntent)
     with tenancy.all_tenants():
         events = list(_pages(provider.list_events, types=WATCHED, created_gte=int(start.timestamp()),
                              created_lte=int(now.timestamp())))
@@ -130,17 +130,16 @@ def scan(provider: PaymentProvider, *, now: datetime, window: timedelta = DEFAUL
                                         f"Stripe: {session.amount_total} {session.currency}; here: "
                                         f"{payment.amount_minor} {payment.currency}", now, payment=payment)
             if payment.payment_intent_id and payment.status in SETTLED:
-                known = set(db.session.scalars(select(Refund.provider_refund_id).where(
-                    Refund.payment_id == payment.id, Refund.provider_refund_id.is_not(None))))
-                refunds_to_check.append((payment, payment.payment_intent_id, known))
+                refunds_to_check.append((payment, payment.payment_intent_id))
         db.session.commit()  # no transaction (on SQLite: no write lock) is held while Stripe answers below
 
-        for source, intent, known in refunds_to_check:
+        for source, intent in refunds_to_check:
             remote = provider.list_refunds(payment_intent_id=intent)
             payment = db.session.get(type(source), source.id)
+            known, own_rows = _known_refunds(payment)
             for refund in remote:
                 examined.add(("unknown_refund", refund.id))
-                if refund.id not in known:
+                if refund.id not in known and str((refund.metadata or {}).get("refund_id", "")) not in own_rows:
                     seen.add(("unknown_refund", refund.id))
                     report.found += _record("unknown_refund", refund.id,
                                             f"a refund of {refund.amount} {refund.currency} the portal has no "
@@ -163,9 +162,17 @@ def _check_pack(purchase: PackPurchase, session, now: datetime, examined: set, s
                          f"purchase here is {purchase.status.value} and its credits were not added", now,
                          payment=purchase)
     elif purchase.status == PackPurchaseStatus.PAID and purchase.payment_intent_id:
-        known = {r.provider_refund_id for r in purchase.refunds if r.provider_refund_id}
-        refunds_to_check.append((purchase, purchase.payment_intent_id, known))
+        refunds_to_check.append((purchase, purchase.payment_intent_id))
     return found
+
+
+def _known_refunds(source: Payment | PackPurchase) -> tuple[set[str], set[str]]:
+    """Stripe's ids of the source's refunds, and our rows' ids: an earlier attempt of a refund ops retried (a new
+    refund at Stripe, named in its metadata) is ours too, not unknown."""
+    rows = db.session.scalars(select(Refund).where(
+        Refund.pack_purchase_id == source.id if isinstance(source, PackPurchase) else Refund.payment_id == source.id
+    )).all()
+    return {r.provider_refund_id for r in rows if r.provider_refund_id}, {str(r.id) for r in rows}
 
 
 def _payment_for(obj: dict) -> Payment | PackPurchase | None:

@@ -83,7 +83,7 @@ def pack_purchase(purchase_id: int):
         events = _events_about(found)
         db.session.commit()  # no transaction is held while Stripe answers
         stripe = _stripe_view(found)
-        return render_template("ops/pack_purchase.html", purchase=found, studio=found.studio,
+        return render_template("ops/pack_purchase.html", purchase=found, pack_studio=found.studio,
                                entries=timeline.of_pack_purchase(found.studio, found), events=events, stripe=stripe,
                                unfinished=UNFINISHED)
 
