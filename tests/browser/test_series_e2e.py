@@ -1,6 +1,7 @@
 """A student books six weeks of lessons with one week skipped, pays in one Checkout on the Stripe stand-in's page,
-finds the series in My lessons, cancels one week and sees its refund; an admin grants a credit. Real Chromium on
-the demo data and PostgreSQL, desktop and phone widths."""
+finds the series in My lessons, cancels one week and sees its refund; an admin grants a credit, and refunds the
+unused credits of a pack the student bought. Real Chromium on the demo data and PostgreSQL, desktop and phone
+widths."""
 from __future__ import annotations
 
 import re
@@ -170,3 +171,87 @@ def test_student_joins_and_leaves_the_waitlist(page: Page, live_app, live_server
     assert_fits_phone_width(page, "the waitlist")
     entry.get_by_role("button", name="Leave the waitlist").click()
     expect(page.locator("#waitlist > li").first.locator(".badge")).to_have_text("Cancelled")
+
+
+def _log_in_as(page: Page, email: str) -> None:
+    page.context.clear_cookies()
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("demo-password-1")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/(s/[\w-]+/)?(admin/)?$"))
+
+
+def _credits(app, email: str) -> int:
+    from portal.models import Studio, User
+    from portal.services import credits
+
+    with app.app_context(), tenancy.all_tenants():
+        studio = db.session.scalar(select(Studio).where(Studio.slug == STUDIO.rsplit("/", 1)[-1]))
+        student = db.session.scalar(select(User).where(User.email == email))
+        with tenancy.scoped(studio.id):
+            found = credits.usable(student.id, 60)
+        db.session.remove()
+    return found
+
+
+def _spend_a_credit(app) -> None:
+    from datetime import datetime, time
+
+    from portal.clock import utcnow
+    from portal.models import Studio, User
+    from portal.services import credits
+
+    with app.app_context(), tenancy.all_tenants():
+        studio = db.session.scalar(select(Studio).where(Studio.slug == STUDIO.rsplit("/", 1)[-1]))
+        student = db.session.scalar(select(User).where(User.email == "student@example.com"))
+        with tenancy.scoped(studio.id):
+            credits.book_with_credit(studio=studio, student=student, package_slug="lesson-60", resource_slug="piano",
+                                     start_raw=datetime.combine(lesson_day(), time(11), studio.tz).isoformat(),
+                                     now=utcnow())
+        db.session.remove()
+
+
+def test_admin_refunds_the_unused_credits_of_a_pack_the_student_bought(page: Page, live_app, live_server,
+                                                                         stripe_standin):
+    # The student buys the demo's ten-lesson pack ($585.00) through Checkout and uses one credit.
+    log_in(page)
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="My lessons").click()
+    page.locator("#packs-on-sale li", has_text="10 × 60 min").get_by_role("button", name="Buy").click()
+    page.wait_for_url(re.compile(re.escape(stripe_standin.base_url) + r"/c/pay/cs_\w+$"))
+    page.get_by_role("button", name=re.compile(r"^Pay 585\.00 USD$")).click()
+    page.wait_for_url(f"**{STUDIO}/lessons?pack=paid")
+    assert wait_for(lambda: _credits(live_app, "student@example.com"), lambda n: n == 10, timeout=15) == 10
+    _spend_a_credit(live_app)
+
+    # The admin sees the pack bought, and what refunding its nine unused credits sends back, before confirming.
+    _log_in_as(page, "admin@example.com")
+    page.goto(f"{STUDIO}/admin/credits")
+    row = page.locator("#packs-bought tbody tr", has_text="student@example.com")
+    expect(row).to_contain_text("9 of 10")
+    expect(row).to_contain_text("$585.00")
+    assert_fits_phone_width(page, "the admin's credits page with packs bought")
+    row.get_by_role("link", name="Refund unused…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Refund unused credits")
+    expect(page.locator("#refund-credits")).to_contain_text("9")
+    expect(page.locator("#refund-amount strong")).to_have_text("$526.50")  # 9 × $585.00 ÷ 10
+    assert_fits_phone_width(page, "the pack refund confirmation")
+    page.get_by_label("Note for the audit log (required)").fill("the student moved away")
+    page.get_by_role("button", name="Refund 9 credits and $526.50").click()
+    expect(page.locator(".alert-success")).to_contain_text("$526.50 is on its way back")
+    expect(page.locator("#packs-bought tbody tr", has_text="student@example.com")).to_contain_text("0 of 10")
+    expect(page.locator("#packs-bought tbody tr", has_text="student@example.com")
+           .get_by_role("link", name="Refund unused…")).to_have_count(0)
+    assert _credits(live_app, "student@example.com") == 0
+    assert wait_for(lambda: sorted((r["amount"], r["status"]) for r in stripe_standin.store.refunds.values()),
+                    lambda found: found == [(52650, "succeeded")], timeout=15) == [(52650, "succeeded")]
+
+    # The student's credit history shows the refund with its amount.
+    _log_in_as(page, "student@example.com")
+    page.goto(f"{STUDIO}/lessons")
+    page.get_by_text("History").click()
+    refunded = page.locator("table.credit-history tr.credit-refund")
+    expect(refunded).to_contain_text("Refunded by the studio")
+    expect(refunded).to_contain_text("$526.50 back to your card")
+    expect(refunded).to_contain_text("-9 × 60 min")
+    assert_fits_phone_width(page, "My lessons with a refunded pack")

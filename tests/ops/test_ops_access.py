@@ -42,7 +42,8 @@ def test_ops_answers_every_page_and_json(app, studio, ops):
     overview = ops.get("/ops/api/reconciliation").get_json()
     assert set(overview["queries"]) == {
         "paid_unconfirmed", "packs_paid_uncredited", "stuck_events", "dead_events", "unreleased_holds",
-        "amount_mismatches", "stuck_refunds", "confirmed_without_payment", "overlapping_bookings", "external_refunds", "stripe_drift"}
+        "amount_mismatches", "stuck_refunds", "confirmed_without_payment", "overlapping_bookings", "external_refunds",
+        "stripe_drift"}
     assert overview["queries"]["dead_events"] == {"count": 0, "oldest_age_seconds": None}
     assert ops.get("/ops/api/reconciliation/nope").status_code == 404
     assert ops.get("/ops/queries/dead_events?min_age=soon").status_code == 422
