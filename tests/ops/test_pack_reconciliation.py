@@ -16,10 +16,12 @@ from portal.models import (
     PackPurchaseStatus,
     Refund,
     RefundStatus,
+    Studio,
+    User,
     WebhookEvent,
 )
 from portal.payments import get_provider
-from portal.services import credits, pack_refunds
+from portal.services import audit, credits, pack_refunds, refunds
 from tests.conftest import csrf_token_from
 from tests.ops.conftest import STUDIO, later, log_in, within
 from tests.ops.test_reconciliation import BOTH, audited, ids, listed, repair, status_of
@@ -175,3 +177,35 @@ def test_a_pack_refund_made_in_stripe_itself_is_an_external_refund(app, client, 
     assert repair(ops, f"/ops/resolve/external_refunds/{external['id']}",
                   note="goodwill refund agreed on the phone").status_code == 303
     assert ids(app, "external_refunds") == []
+
+
+@BOTH
+def test_a_pack_refund_never_sent_is_stuck_pending_until_the_sweep_sends_it(app, client, studio, ops,
+                                                                            stripe_standin):
+    purchase_id, lot_id = paid_pack(app, client, studio, stripe_standin)
+    real_enqueue = app.extensions["dispatcher"].enqueue
+
+    def queue_down(*_args):
+        raise DispatchError("redis is down")
+
+    app.extensions["dispatcher"].enqueue = queue_down  # the refund is recorded with the credits, never queued
+    try:
+        with app.app_context(), tenancy.scoped(studio.id):
+            admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+            done = pack_refunds.refund_unused(db.session.get(Studio, studio.id), lot_id, seen="3:9000",
+                                              note="leaving", actor=audit.Actor.of(admin), now=utcnow())
+    finally:
+        app.extensions["dispatcher"].enqueue = real_enqueue
+    assert (done.credits, done.amount_minor) == (3, 9000) and stripe_standin.store.refunds == {}
+    assert ids(app, "stuck_refunds") == []  # not ten minutes yet
+    with later(11):
+        (stuck,) = listed(app, "stuck_refunds")
+        assert (stuck["id"], stuck["status"], stuck["pack_purchase_id"]) == (done.refund_id, "pending", purchase_id)
+        drill = ops.get(f"/ops/pack-purchases/{purchase_id}").get_data(as_text=True)
+        assert "Refund of $90.00 recorded" in drill
+        with app.app_context():
+            assert refunds.requeue_stale(now=utcnow()) == 1
+        drain(app)
+        assert status_of(app, Refund, done.refund_id) == RefundStatus.SUCCEEDED
+        assert ids(app, "stuck_refunds") == []
+    assert [r["amount"] for r in stripe_standin.store.refunds.values()] == [9000]
