@@ -168,6 +168,19 @@ def ops_refetch(payment_id, note):
     click.echo(f"payment {payment_id} is {status}")
 
 
+@ops_group.command("refetch-pack")
+@click.argument("purchase_id", type=int)
+@click.option("--note", required=True, help="why (goes in the audit log)")
+@with_appcontext
+def ops_refetch_pack(purchase_id, note):
+    """Re-fetch lesson pack purchase PURCHASE_ID's Checkout Session from Stripe (adds its credits once paid)."""
+    from portal.payments import get_provider
+    from portal.services import ops_actions
+
+    status = _run_repair(ops_actions.refetch_pack, purchase_id, note=note, provider=get_provider())
+    click.echo(f"pack purchase {purchase_id} is {status}")
+
+
 @ops_group.command("drift")
 @click.option("--hours", default=2, show_default=True, type=click.IntRange(1, 24 * 90), help="window to compare")
 @with_appcontext

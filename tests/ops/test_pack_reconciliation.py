@@ -209,3 +209,18 @@ def test_a_pack_refund_never_sent_is_stuck_pending_until_the_sweep_sends_it(app,
         assert status_of(app, Refund, done.refund_id) == RefundStatus.SUCCEEDED
         assert ids(app, "stuck_refunds") == []
     assert [r["amount"] for r in stripe_standin.store.refunds.values()] == [9000]
+
+
+def test_a_pack_is_refetched_from_the_cli_and_credited_once(app, client, studio, stripe_standin):
+    purchase_id, session_id = start_pack_purchase(app, studio)
+    control(stripe_standin, "webhooks/pause")
+    pay(stripe_standin, session_id)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["ops", "refetch-pack", str(purchase_id)]).exit_code == 2  # --note is required
+    for _ in range(2):  # a second run finds it paid and adds nothing
+        done = runner.invoke(args=["ops", "refetch-pack", str(purchase_id), "--note", "student called"])
+        assert done.exit_code == 0 and f"pack purchase {purchase_id} is paid" in done.output, done.output
+        assert credited(app, studio) == 3
+    assert [a.note for a in audited(app, "pack_purchase.refetch", purchase_id)] == ["student called"] * 2
+    missing = runner.invoke(args=["ops", "refetch-pack", "999999", "--note", "x"])
+    assert missing.exit_code == 1 and "No such pack purchase" in missing.output
