@@ -7,6 +7,7 @@ re-fetching from Stripe over editing rows.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import select
@@ -54,6 +55,16 @@ def _get(model, entity_id: int, noun: str):
     return row
 
 
+@contextmanager
+def _stripe_answers():
+    """A call to Stripe a repair depends on: when Stripe does not answer, nothing changed (a 409 saying so)."""
+    try:
+        yield
+    except PaymentProviderError as error:
+        db.session.rollback()
+        raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
+
+
 def _expected(enum_type, raw: str | None):
     if not raw:
         return None
@@ -96,11 +107,8 @@ def refetch_session(payment_id: int, *, actor: audit.Actor, note: str | None, pr
             raise Conflict("Never retry an amount mismatch: investigate it as possible fraud and refund it in full.")
         studio_id, session_id, before = payment.studio_id, payment.checkout_session_id, payment.status.value
         db.session.commit()
-        try:
+        with _stripe_answers():
             fulfilment.sync_from_provider(payment_id, session_id, provider, now)
-        except PaymentProviderError as error:
-            db.session.rollback()
-            raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
         db.session.expire_all()
         after = db.session.get(Payment, payment_id).status.value
         audit.record(actor=actor, action="payment.refetch", target_type="payment", target_id=payment_id,
@@ -121,11 +129,8 @@ def refetch_pack(purchase_id: int, *, actor: audit.Actor, note: str | None, prov
             raise Conflict(f"This pack purchase is {purchase.status.value} now, not {seen.value}: reload the page.")
         studio_id, session_id, before = purchase.studio_id, purchase.checkout_session_id, purchase.status.value
         db.session.commit()
-        try:
+        with _stripe_answers():
             session = provider.retrieve_checkout_session(session_id)
-        except PaymentProviderError as error:
-            db.session.rollback()
-            raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
         packs.apply_session(purchase_id, session, now)
         db.session.expire_all()
         after = db.session.get(PackPurchase, purchase_id).status.value
@@ -174,11 +179,8 @@ def retry_refund(refund_id: int, *, actor: audit.Actor, note: str | None, provid
         payment_id, purchase_id, intent = refund.payment_id, refund.pack_purchase_id, refund.payment_intent_id
         db.session.commit()
         if intent:
-            try:
+            with _stripe_answers():
                 remote = provider.list_refunds(payment_intent_id=intent)
-            except PaymentProviderError as error:
-                db.session.rollback()
-                raise Conflict(f"Stripe did not answer: {error}. Nothing changed; try again later.") from None
             refunds.reconcile(payment_id, provider, now=now, remote=remote, purchase_id=purchase_id)
             live = [r for r in remote if str((r.metadata or {}).get("refund_id", "")) == str(refund_id)
                     and r.status not in ("failed", "canceled")]
