@@ -141,6 +141,7 @@ def test_a_pack_refund_stripe_refused_is_on_the_console_and_retried_once(app, cl
     drill = ops.get(f"/ops/pack-purchases/{purchase_id}").get_data(as_text=True)
     assert "Refund of $90.00 failed" in drill and f"Retry refund {stuck['id']}" in drill
     assert "Credits -3 (refund)" in drill and "the student moved away" in drill
+    assert "complete · paid" in drill and "$90.00 failed" in drill  # Stripe's own view, fetched live
     student = app.test_client()
     log_in(student, "student@example.com")
     assert "delayed" in student.get(f"{STUDIO}/lessons").get_data(as_text=True)
