@@ -2,8 +2,9 @@
 
 Every movement is an appended ledger entry plus the same amount added to the student's balance row, in one
 transaction, with an audit row. Credits come in lots (a positive entry: a pack, a grant, a make-up, a returned
-credit), each with its own expiry; a debit (a booking, an expiry, a revoke) names the lot it draws on, so a lot's
-remaining credits are its amount plus its debits, and the earliest-expiring lot is spent first.
+credit), each with its own expiry; a debit (a booking, an expiry, a revoke, a refund) names the lot it draws on,
+so a lot's remaining credits are its amount plus its debits, and the earliest-expiring lot is spent first (an
+expiry and a refund take what is left of their own lot).
 
 The guarantee against a negative balance is the database's: a spend is `UPDATE credit_balances SET balance =
 balance - n WHERE id = … AND balance >= n`, which on PostgreSQL waits for (and then re-reads) a concurrent spend
