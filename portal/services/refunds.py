@@ -100,14 +100,14 @@ def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
     if not final:
         db.session.execute(update(Refund).where(Refund.id == refund_id).values(last_error=error[:2000]))
         db.session.commit()
-        metrics.refund_operations.labels("retry").inc()
+        metrics.count_refund("retry")
         raise RetryLater(error)
     refund = db.session.get(Refund, refund_id)
     refund_states.fail(refund_id, now=now, error=error)
     refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
                               f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
     db.session.commit()
-    metrics.refund_operations.labels("failed").inc()
+    metrics.count_refund("failed")
     log.error("refund %s failed for good: %s", refund_id, error)
     return "failed"
 
@@ -120,7 +120,7 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
     if status == "succeeded" and refund.status in (RefundStatus.PENDING, RefundStatus.FAILED):
         was_failed = refund.status == RefundStatus.FAILED
         refund_states.succeed(refund_id, now=now, provider_refund_id=provider_id)
-        metrics.refund_operations.labels("succeeded").inc()
+        metrics.count_refund("succeeded")
         db.session.refresh(refund)
         if was_failed and refund.payment.flag == PaymentFlag.REFUND_FAILED and not _any_failed(refund.payment_id):
             refund.payment.flag, refund.payment.flag_detail = None, ""
@@ -128,10 +128,10 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
         refund_states.fail(refund_id, now=now, error=f"Stripe reports the refund {status}",
                            provider_refund_id=provider_id)
         refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
-        metrics.refund_operations.labels("failed").inc()
+        metrics.count_refund("failed")
     elif status == "pending" and refund.status == RefundStatus.PENDING:
         refund.provider_refund_id = provider_id
-        metrics.refund_operations.labels("pending").inc()
+        metrics.count_refund("pending")
     payment_states.record_refunds(refund.payment_id, now=now)
     db.session.commit()
     return db.session.get(Refund, refund_id).status.value
@@ -194,7 +194,7 @@ def reconcile(payment_id: int, provider: PaymentProvider, *, now: datetime, remo
                             "provider_refund_id": refund.id})
         payment_states.record_refunds(payment_id, now=now)
         db.session.commit()
-        metrics.refund_operations.labels("external").inc()
+        metrics.count_refund("external")
         added.append(row.id)
     return added
 
