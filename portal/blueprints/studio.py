@@ -108,9 +108,12 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
             else:
                 notice = f"No free times on {resource.name} before {formatting.day(last)}. Try another room."
 
+    # One URL built, then the date appended: a month view links every day, and url_for is the costly part.
+    day_base = url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None)
+    day_base += "&date=" if "?" in day_base else "?date="
+
     def day_url(other_day):
-        return url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None,
-                       date=other_day.isoformat())
+        return day_base + other_day.isoformat()
 
     credit_balance = (credits.usable(current_user.id, package.duration_minutes)
                       if current_user.is_authenticated and slot_action is None else 0)
