@@ -142,7 +142,7 @@ PAYMENTS = ("Webhooks, checkout and refunds", "studio-portal-payments", "The run
        q("sum(rate(checkout_sessions_completed_total[5m]))", "paid and confirmed"),
        q("sum(rate(checkout_failures_total[5m]))", "could not start"), unit="ops"),
     ts("Checkout failures per minute", q("sum(rate(checkout_failures_total[10m])) * 60", "per minute")),
-    ts("Refund operations by outcome", q("sum by (status) (increase(refund_operations_total[15m]))", "{{status}}")),
+    ts("Refund operations by outcome", q("sum by (outcome) (increase(refund_operations_total[15m]))", "{{outcome}}")),
     ts("Stripe API errors by operation",
        q("sum by (operation) (increase(stripe_api_errors_total[15m]))", "{{operation}}")),
     ts("Payment → confirmed latency",

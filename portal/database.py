@@ -1,10 +1,16 @@
 """Engine behaviour per backend, attached when the app is created."""
 from __future__ import annotations
 
+import contextlib
+import time
+
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from portal.extensions import db
+
+#: A pooled PostgreSQL connection idle longer than this is checked (`SELECT 1`) before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def init_app(app: Flask) -> None:
@@ -12,6 +18,40 @@ def init_app(app: Flask) -> None:
         engine = db.engine
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    else:
+        _ping_when_idle(engine)
+
+
+def _ping_when_idle(engine) -> None:
+    """Check a pooled connection before use only when it has sat idle, instead of before every request.
+
+    SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout, a sizeable part of a cheap read such as an
+    availability answer. A connection back in use within seconds is almost always alive; one that sat idle may
+    have been closed by a database restart, a failover or an idle timeout, and is the one worth checking. A failed
+    check raises `DisconnectionError`, on which the pool discards the connection and opens a fresh one (SQLAlchemy's
+    documented way to ping in a checkout hook). A database restarted while connections are busy is still caught:
+    the statement that meets the closed connection fails, and SQLAlchemy then replaces every pooled connection
+    opened before the failure.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            dbapi_connection.rollback()  # end the ping's transaction: the request's own starts afresh
+        except Exception as error:  # any failure: this connection is not to be trusted
+            raise exc.DisconnectionError("pooled connection failed its idle check") from error
+        finally:
+            with contextlib.suppress(Exception):  # a broken connection may refuse even this
+                cursor.close()
 
 
 def _configure_sqlite(engine) -> None:

@@ -6,7 +6,8 @@ error messages all use these functions, so a date reads the same wherever a stud
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, tzinfo
+import functools
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from babel.dates import format_skeleton, format_time
 from flask import Flask, g, has_app_context
@@ -47,12 +48,26 @@ def day(value: date | datetime, locale: str | None = None, tz: tzinfo | None = N
     """`Thu, Dec 3, 2026` (en_US). A datetime is first put in `tz` (default: the studio of the request)."""
     if isinstance(value, datetime):
         value = _local(value, tz).date()
-    return format_skeleton("yMMMEd", value, locale=_locale(locale))
+    return _day_text(value, _locale(locale))
 
 
 def clock(value: datetime, locale: str | None = None, tz: tzinfo | None = None) -> str:
     """`4:00 PM` (en_US) or `16:00` (en_GB), in `tz` (default: the studio of the request)."""
-    return format_time(_local(value, tz), "short", locale=_locale(locale)).replace(_NARROW_NBSP, " ")
+    local = _local(value, tz)
+    return _clock_text(local.hour, local.minute, _locale(locale))
+
+
+# A month view writes dozens of dates and times; Babel builds each from its pattern anew, so the texts are kept
+# (keyed by plain values: a date, a wall-clock hour and minute, never an aware datetime, whose equality ignores
+# its zone).
+@functools.lru_cache(maxsize=4096)
+def _day_text(value: date, locale: str) -> str:
+    return format_skeleton("yMMMEd", value, locale=locale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clock_text(hour: int, minute: int, locale: str) -> str:
+    return format_time(time(hour, minute), "short", locale=locale).replace(_NARROW_NBSP, " ")
 
 
 def when(value: datetime, tz: tzinfo | None = None, locale: str | None = None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 
@@ -9,6 +10,7 @@ from flask import Flask, Response, current_app, g, jsonify, make_response, rende
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from portal.config import PROJECT_ROOT
 from portal.services.errors import DomainError
 
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
@@ -45,30 +47,80 @@ def render(page: str, fragment: str | None = None, status: int = 200, **context)
     return response
 
 
-def public(view):
+def _anonymous() -> bool:
+    config = current_app.config
+    return not any(name in request.cookies for name in (config["SESSION_COOKIE_NAME"],
+                                                        config.get("REMEMBER_COOKIE_NAME", "remember_token")))
+
+
+@functools.cache
+def release_tag() -> str:
+    """A digest of the code and templates that render the pages, so a deploy changes every versioned `ETag`.
+
+    Read once per process from the files themselves (not their times), so every worker of one release, on any
+    machine, gives the same tag.
+    """
+    digest = hashlib.sha256()
+    for folder, pattern in (("portal", "*.py"), ("templates", "*.html")):
+        for path in sorted((PROJECT_ROOT / folder).rglob(pattern)):
+            digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _versioned_tag(version) -> str:
+    """The tag of an answer fixed by `version` (what it depends on besides its URL) and the URL itself."""
+    headers = request.headers
+    key = repr((release_tag(), version, request.full_path, headers.get("HX-Request"), headers.get("HX-Boosted"),
+                headers.get("HX-History-Restore-Request")))
+    return "v" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def public(view=None, *, version=None):
     """For a public page or answer that depends only on its URL (and `HX-Request`), never on who asks.
 
-    It answers a conditional GET: an `ETag` from the body, and `304` when `If-None-Match` still matches (the
-    studio's catalogue, calendar, configuration or bookings changed: the body, hence the tag, differs). A visitor
-    without a session (no cookie) gets `Cache-Control` a shared cache such as a CDN honours for
-    `PUBLIC_CACHE_SECONDS`, while browsers revalidate every time; anonymous pages set no cookie (the base template
-    gives a CSRF token, and so a session, to logged-in people only). Logged-in people's pages stay
-    `private, no-store` (`_private_pages`), and `Vary: Cookie` keeps the two apart in any cache.
+    It answers a conditional GET: an `ETag`, and `304` when `If-None-Match` still matches (the studio's catalogue,
+    calendar, configuration or bookings changed: the tag differs). A visitor without a session (no cookie) gets
+    `Cache-Control` a shared cache such as a CDN honours for `PUBLIC_CACHE_SECONDS`, while browsers revalidate
+    every time; anonymous pages set no cookie (the base template gives a CSRF token, and so a session, to
+    logged-in people only). Logged-in people's pages stay `private, no-store` (`_private_pages`), and
+    `Vary: Cookie` keeps the two apart in any cache.
+
+    By default the tag is a digest of the body, so the answer is rendered before it can be compared. When
+    everything the answer depends on is known beforehand, `version` (a callable returning it, e.g. the studio
+    row's configuration and calendar versions) gives the tag without rendering: an anonymous conditional repeat
+    is answered `304` before the view runs. Answers that read bookings or the clock (free times) keep the body
+    digest: their inputs are not versioned.
     """
+    if view is None:
+        return functools.partial(public, version=version)
+
+    def _shared(response: Response) -> Response:
+        response.vary.add("Cookie")
+        if _anonymous():
+            seconds = current_app.config["PORTAL_SETTINGS"].public_cache_seconds
+            response.headers["Cache-Control"] = (f"public, max-age=0, s-maxage={seconds}" if seconds > 0
+                                                 else "public, no-cache")
+        return response
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        tag = None  # versioned tags are for anonymous visitors; a logged-in person's page differs (their name)
+        if version is not None and request.method in ("GET", "HEAD") and _anonymous():
+            tag = _versioned_tag(version())
+            if tag in request.if_none_match:
+                not_modified = Response(status=304)
+                not_modified.set_etag(tag)
+                not_modified.vary.add("HX-Request")
+                return _shared(not_modified)
         response = make_response(view(*args, **kwargs))
         if request.method not in ("GET", "HEAD") or response.status_code != 200:
             return response
-        response.vary.add("Cookie")
-        config = current_app.config
-        if not any(name in request.cookies for name in (config["SESSION_COOKIE_NAME"],
-                                                         config.get("REMEMBER_COOKIE_NAME", "remember_token"))):
-            seconds = config["PORTAL_SETTINGS"].public_cache_seconds
-            response.headers["Cache-Control"] = (f"public, max-age=0, s-maxage={seconds}" if seconds > 0
-                                                 else "public, no-cache")
-        response.add_etag()
+        _shared(response)
+        if tag is not None:
+            response.set_etag(tag)
+        else:
+            response.add_etag()
         return response.make_conditional(request)
 
     return wrapper

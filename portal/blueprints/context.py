@@ -38,6 +38,13 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     return bp
 
 
+def studio_version() -> tuple:
+    """Everything of the request's studio that its catalogue pages depend on: every column of its row, including
+    the configuration and calendar versions that each publish and each catalogue or calendar change raise."""
+    studio = g.studio
+    return tuple(getattr(studio, column.key) for column in Studio.__table__.columns)
+
+
 def login_required_here():
     """Anonymous → login redirect (with `next`), as Flask-Login does; a JSON endpoint answers 401 instead."""
     if not current_user.is_authenticated:

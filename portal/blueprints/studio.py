@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal import formatting
 from portal.blueprints.auth import login_limit
-from portal.blueprints.context import studio_scoped, studio_view, visible_booking
+from portal.blueprints.context import studio_scoped, studio_version, studio_view, visible_booking
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import error_response, external_url, public, render
@@ -46,7 +46,7 @@ def _resources():
 
 
 @bp.get("/")
-@public
+@public(version=studio_version)
 def home():
     joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
     return render_template("studio/home.html", packages=_listed_packages(), resources=_resources(), joined=joined)
@@ -108,9 +108,12 @@ def picker_context(package: Package, resource_slug: str | None, date_raw: str | 
             else:
                 notice = f"No free times on {resource.name} before {formatting.day(last)}. Try another room."
 
+    # One URL built, then the date appended: a month view links every day, and url_for is the costly part.
+    day_base = url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None)
+    day_base += "&date=" if "?" in day_base else "?date="
+
     def day_url(other_day):
-        return url_for(picker_endpoint, **picker_values, resource=resource.slug if resource else None,
-                       date=other_day.isoformat())
+        return day_base + other_day.isoformat()
 
     credit_balance = (credits.usable(current_user.id, package.duration_minutes)
                       if current_user.is_authenticated and slot_action is None else 0)

@@ -129,9 +129,10 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
             return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
         event.studio_id = payment.studio_id
         payment_id, session_id = payment.id, payment.checkout_session_id
+        event_type, paid_at = event.type, _stripe_time(event)  # read now: the commit expires the loaded event
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
         session = provider.retrieve_checkout_session(session_id)
-        return _apply_session_fresh(event.type, payment_id, session, provider, now, paid_at=_stripe_time(event))
+        return _apply_session_fresh(event_type, payment_id, session, provider, now, paid_at=paid_at)
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
     if event.type in REFUND_EVENTS:

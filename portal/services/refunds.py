@@ -117,7 +117,7 @@ def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
     if not final:
         db.session.execute(update(Refund).where(Refund.id == refund_id).values(last_error=error[:2000]))
         db.session.commit()
-        metrics.refund_operations.labels("retry").inc()
+        metrics.count_refund("retry")
         raise RetryLater(error)
     refund = db.session.get(Refund, refund_id)
     refund_states.fail(refund_id, now=now, error=error)
@@ -125,7 +125,7 @@ def _failed(refund_id: int, error: str, *, now: datetime, final: bool) -> str:
         refund.payment.raise_flag(PaymentFlag.REFUND_FAILED,
                                   f"refund #{refund.id} of {refund.amount_minor} failed: {error}")
     db.session.commit()
-    metrics.refund_operations.labels("failed").inc()
+    metrics.count_refund("failed")
     log.error("refund %s failed for good: %s", refund_id, error)
     return "failed"
 
@@ -138,7 +138,7 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
     if status == "succeeded" and refund.status in (RefundStatus.PENDING, RefundStatus.FAILED):
         was_failed = refund.status == RefundStatus.FAILED
         refund_states.succeed(refund_id, now=now, provider_refund_id=provider_id)
-        metrics.refund_operations.labels("succeeded").inc()
+        metrics.count_refund("succeeded")
         db.session.refresh(refund)
         payment = refund.payment
         if (was_failed and payment is not None and payment.flag == PaymentFlag.REFUND_FAILED
@@ -149,10 +149,10 @@ def record_result(refund_id: int, provider_id: str, status: str, *, now: datetim
                            provider_refund_id=provider_id)
         if refund.payment is not None:
             refund.payment.raise_flag(PaymentFlag.REFUND_FAILED, f"refund {provider_id} {status}")
-        metrics.refund_operations.labels("failed").inc()
+        metrics.count_refund("failed")
     elif status == "pending" and refund.status == RefundStatus.PENDING:
         refund.provider_refund_id = provider_id
-        metrics.refund_operations.labels("pending").inc()
+        metrics.count_refund("pending")
     if refund.payment_id is not None:
         payment_states.record_refunds(refund.payment_id, now=now)
     db.session.commit()
@@ -219,7 +219,7 @@ def reconcile(payment_id: int | None, provider: PaymentProvider, *, now: datetim
         if payment_id is not None:
             payment_states.record_refunds(payment_id, now=now)
         db.session.commit()
-        metrics.refund_operations.labels("external").inc()
+        metrics.count_refund("external")
         added.append(row.id)
     return added
 

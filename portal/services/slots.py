@@ -83,6 +83,21 @@ def _existing_instant(naive: datetime, tz: tzinfo) -> datetime | None:
     return utc
 
 
+def _steady_offset(day: date, tz: tzinfo) -> timedelta | None:
+    """The zone's UTC offset all through local `day`, or None when a clock change falls on it.
+
+    Most days have one offset, and then a wall time converts by subtracting it: the same instant the general
+    path (`_existing_instant`, `_end_instant`) finds, at a fraction of the cost of a zone lookup per candidate.
+    The offset is read at the day's start, noon and the next day's start; no zone changes its clocks twice
+    within half a day.
+    """
+    first = datetime.combine(day, time.min, tz).utcoffset()
+    if (first is None or datetime.combine(day, time(12), tz).utcoffset() != first
+            or datetime.combine(day + timedelta(days=1), time.min, tz).utcoffset() != first):
+        return None
+    return first
+
+
 def _end_instant(naive: datetime, tz: tzinfo) -> datetime:
     """UTC instant at which wall time ``naive`` is reached on the local clock.
 
@@ -120,13 +135,14 @@ def _day_slots(tz: tzinfo, day: date, rules: Sequence[WeeklyRule], blackouts: _I
                busy: _IntervalIndex, duration: timedelta, buffer: timedelta,
                step: timedelta, earliest: datetime) -> list[datetime]:
     found: set[datetime] = set()  # UTC instants: dedupes overlapping rules safely
+    offset = _steady_offset(day, tz)
     for rule in rules:
         if rule.weekday != day.weekday():
             continue
-        window_end = _end_instant(datetime.combine(day, rule.end), tz)
         wall, wall_end = datetime.combine(day, rule.start), datetime.combine(day, rule.end)
+        window_end = (wall_end - offset).replace(tzinfo=UTC) if offset is not None else _end_instant(wall_end, tz)
         while wall < wall_end:
-            start = _existing_instant(wall, tz)
+            start = (wall - offset).replace(tzinfo=UTC) if offset is not None else _existing_instant(wall, tz)
             wall += step
             if start is None or start in found:
                 continue
@@ -173,9 +189,6 @@ def free_slots_range(*, tz: ZoneInfo, first_day: date, last_day: date, rules: Se
     n_days = (last_day - first_day).days + 1
     if n_days > MAX_RANGE_DAYS:
         raise ValueError(f"range is {n_days} days; at most {MAX_RANGE_DAYS} allowed")
-    for iv in (*blackouts, *busy):  # guards against objects built bypassing __post_init__
-        _require_aware(iv.start, "Interval.start")
-        _require_aware(iv.end, "Interval.end")
     blackout_index, busy_index = _IntervalIndex(blackouts), _IntervalIndex(busy)
     earliest = now.astimezone(UTC) + notice
     result: dict[date, list[datetime]] = {}

@@ -250,7 +250,8 @@ def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, client, 
                                                                    stripe_standin):
     booking_id = paid_lesson(local(studio, days_ahead(studio, 10), "10:00"))
     control(stripe_standin, "refunds/fail_next", {"count": 10, "mode": "500"})
-    failed_before = REGISTRY.get_sample_value("refund_operations_total", {"status": "failed"})
+    failed_labels = {"status": "failed", "outcome": "failed"}
+    failed_before = REGISTRY.get_sample_value("refund_operations_total", failed_labels)
     _service(app, studio, lesson_changes.cancel, booking_id)
     drain(app)
     row = booking_row(app, booking_id)
@@ -260,7 +261,7 @@ def test_refund_failing_every_time_ends_failed_and_flagged_for_ops(app, client, 
         from portal.models import Payment, PaymentFlag
 
         assert db.session.scalar(select(Payment.flag)) == PaymentFlag.REFUND_FAILED
-    assert REGISTRY.get_sample_value("refund_operations_total", {"status": "failed"}) == failed_before + 1
+    assert REGISTRY.get_sample_value("refund_operations_total", failed_labels) == failed_before + 1
     with app.app_context():
         make_user("ops@example.com", ops=True)
     auth.login("ops@example.com", "test-password-1")

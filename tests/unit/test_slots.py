@@ -300,3 +300,38 @@ def test_fall_back_busy_in_second_occurrence_does_not_block_first():
     busy = (Interval(second_0130, second_0130 + 30 * MIN),)
     result = slots(day=day, rules=(WeeklyRule(6, time(1), time(4)),), duration=30 * MIN, busy=busy)
     assert (1, 30) in hm(result)
+
+
+# --- the steady-offset shortcut ------------------------------------------------------
+
+#: Zones with clock changes at 2 a.m., at midnight (São Paulo until 2019, Beirut), by half an hour (Lord Howe),
+#: at odd offsets (Chatham, St John's), south of the equator, and zones with none.
+SHORTCUT_ZONES = ("America/New_York", "Europe/London", "America/Sao_Paulo", "Asia/Beirut", "Australia/Lord_Howe",
+                  "Pacific/Chatham", "America/St_Johns", "Asia/Kolkata", "UTC")
+
+
+@pytest.mark.parametrize("zone", SHORTCUT_ZONES)
+def test_steady_offset_shortcut_matches_the_zone_lookup_on_every_day(zone):
+    """On a day the shortcut takes, every half-hour wall time converts exactly as the general path does; it
+    takes every day without a clock change and none with one."""
+    from portal.services.slots import _end_instant, _existing_instant, _steady_offset
+
+    tz = ZoneInfo(zone)
+    changes = 0
+    for year in (2018, 2026):
+        for offset in range(366):
+            day = date(year, 1, 1) + timedelta(days=offset)
+            steady = _steady_offset(day, tz)
+            walls = [datetime.combine(day, time.min) + k * 30 * MIN for k in range(48)]
+            by_zone = [_existing_instant(wall, tz) for wall in walls]
+            if steady is None:
+                changes += 1
+                assert (None in by_zone or len({i.astimezone(tz).utcoffset() for i in by_zone}) > 1
+                        or _existing_instant(walls[-1] + 30 * MIN, tz).astimezone(tz).utcoffset()
+                        != by_zone[0].astimezone(tz).utcoffset()), f"{zone} {day}: no change that day"
+                continue
+            for wall, instant in zip(walls, by_zone, strict=True):
+                assert instant == (wall - steady).replace(tzinfo=UTC), f"{zone} {wall}"
+                assert _end_instant(wall, tz) == instant
+    has_dst = zone not in ("Asia/Kolkata", "UTC")
+    assert (changes > 0) == has_dst

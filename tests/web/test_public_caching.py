@@ -10,7 +10,7 @@ from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Package, Resource, Role
-from portal.services import audit, catalogue, configuration
+from portal.services import audit, catalogue, configuration, studios
 from tests.factories import PASSWORD, make_blackout, make_studio, make_user, next_weekday
 
 STUDIO = "/s/melody-and-meter"
@@ -100,3 +100,48 @@ def test_errors_are_never_marked_cacheable(client, studio):
     response = client.get(f"{STUDIO}/api/availability?package=lesson-60&resource=piano&date=soon")
     assert response.status_code == 422
     assert "ETag" not in response.headers and "public" not in response.headers.get("Cache-Control", "")
+
+
+@pytest.fixture
+def rendered(app):
+    """Names of the templates rendered, as Flask signals them."""
+    from flask import template_rendered
+
+    names: list[str] = []
+
+    def record(_sender, template, context, **_extra):
+        names.append(template.name)
+
+    template_rendered.connect(record, app)
+    yield names
+    template_rendered.disconnect(record, app)
+
+
+def test_a_conditional_repeat_of_the_studio_page_is_answered_without_rendering(client, studio, rendered):
+    first = client.get(f"{STUDIO}/")
+    assert first.status_code == 200 and rendered == ["studio/home.html"]
+    tag = first.headers["ETag"]
+    rendered.clear()
+
+    again = client.get(f"{STUDIO}/", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["ETag"] == tag
+    assert again.headers["Cache-Control"] == "public, max-age=0, s-maxage=30"
+    assert rendered == []  # answered from the studio's versions alone
+    fragment = client.get(f"{STUDIO}/", headers={"If-None-Match": tag, "HX-Request": "true"})
+    assert fragment.status_code == 200  # another form of the page has another tag
+
+
+def test_the_studio_page_tag_follows_the_studio_row(client, studio):
+    tag = client.get(f"{STUDIO}/").headers["ETag"]
+    studios.suspend(studio.id, actor=audit.SYSTEM, note="unpaid invoice", now=utcnow())
+    suspended = client.get(f"{STUDIO}/", headers={"If-None-Match": tag})
+    assert suspended.status_code == 200 and suspended.headers["ETag"] != tag
+    assert "not taking bookings" in suspended.get_data(as_text=True)
+
+
+def test_an_anonymous_tag_never_answers_for_a_logged_in_person(client, studio, auth):
+    tag = client.get(f"{STUDIO}/").headers["ETag"]
+    auth.login("student@example.com", PASSWORD)
+    mine = client.get(f"{STUDIO}/", headers={"If-None-Match": tag})
+    assert mine.status_code == 200 and mine.headers["ETag"] != tag
+    assert "X-CSRFToken" in mine.get_data(as_text=True)

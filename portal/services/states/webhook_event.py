@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
 
-from portal.extensions import db
 from portal.models import EventStatus, WebhookEvent
 from portal.services.states.machine import Machine, Transition
 
@@ -46,12 +45,13 @@ def claim(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) 
     """Take the event for one attempt; returns the attempt's number, the token its final write must show (so a
     worker whose lease was taken over cannot overwrite the newer attempt). An event another worker holds is refused
     until its lease runs out."""
-    MACHINE.apply(event_id, "claim", now=now,
-                  where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),
-                         WebhookEvent.attempts < max_attempts),
-                  values={"attempts": WebhookEvent.attempts + 1},
-                  stale="This event is being processed, or has no attempts left.")
-    return db.session.scalar(select(WebhookEvent.attempts).where(WebhookEvent.id == event_id))
+    _left, (attempts,) = MACHINE.apply_returning(
+        event_id, "claim", now=now,
+        where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),
+               WebhookEvent.attempts < max_attempts),
+        values={"attempts": WebhookEvent.attempts + 1}, returning=(WebhookEvent.attempts,),
+        stale="This event is being processed, or has no attempts left.")
+    return attempts
 
 
 def _attempt(attempt: int | None):
