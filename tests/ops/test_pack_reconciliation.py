@@ -25,6 +25,7 @@ from portal.services import audit, credits, pack_refunds, refunds
 from tests.conftest import csrf_token_from
 from tests.ops.conftest import STUDIO, later, log_in, within
 from tests.ops.test_reconciliation import BOTH, audited, ids, listed, repair, status_of
+from tests.ops.test_repair_safety import store_without_queueing
 from tests.payments.helpers import control, deliver, drain, pay
 
 
@@ -46,19 +47,6 @@ def credited(app, studio) -> int:
     with app.app_context(), tenancy.scoped(studio.id):
         student_id = db.session.scalar(select(PackPurchase.student_id))
         return credits.usable(student_id, 60)
-
-
-def store_without_queueing(app, client, stripe_standin, types) -> None:
-    real_enqueue = app.extensions["dispatcher"].enqueue
-
-    def queue_down(*_args):
-        raise DispatchError("redis is down")
-
-    app.extensions["dispatcher"].enqueue = queue_down  # the event is stored but never queued
-    try:
-        deliver(app, client, stripe_standin, types=types)
-    finally:
-        app.extensions["dispatcher"].enqueue = real_enqueue
 
 
 @BOTH
