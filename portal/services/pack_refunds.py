@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.models import CreditEntry, CreditKind, LessonPack, PackPurchase, Refund, Studio, User
+from portal.models import CreditEntry, CreditKind, LessonPack, PackPurchase, Refund, RefundStatus, Studio, User
 from portal.services import audit, refunds
 from portal.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from portal.services.states import credit as credit_states
@@ -77,10 +77,15 @@ def _quotes(where, now: datetime, limit: int) -> list[Quote]:
         .outerjoin(PackPurchase, PackPurchase.lot_id == CreditEntry.id)
         .where(CreditEntry.kind == CreditKind.PURCHASE, *where)
         .order_by(CreditEntry.created_at.desc(), CreditEntry.id.desc()).limit(limit)).all()
+    bought = [purchase.id for *_rest, purchase in rows if purchase is not None]
+    committed = dict(db.session.execute(  # refunds succeeded or under way, per purchase (as `refunds.refundable`)
+        select(Refund.pack_purchase_id, func.sum(Refund.amount_minor))
+        .where(Refund.pack_purchase_id.in_(bought), Refund.status != RefundStatus.FAILED)
+        .group_by(Refund.pack_purchase_id)).all()) if bought else {}
     quotes = []
     for lot, left, student, pack_name, pack_currency, purchase in rows:
         paid = purchase.paid_minor if purchase is not None else 0
-        unrefunded = refunds.refundable(purchase) if purchase is not None else 0
+        unrefunded = paid - int(committed.get(purchase.id, 0)) if purchase is not None else 0
         expired = lot.expires_at is not None and lot.expires_at <= now
         quotes.append(Quote(
             lot_id=lot.id, balance_id=lot.balance_id, student=student, pack_name=pack_name or "Lesson pack",
