@@ -13,7 +13,17 @@ from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.formatting import money
-from portal.models import Blackout, Booking, BookingStatus, Payment, Refund, RefundStatus, Resource, Studio
+from portal.models import (
+    Blackout,
+    Booking,
+    BookingStatus,
+    PackPurchase,
+    Payment,
+    Refund,
+    RefundStatus,
+    Resource,
+    Studio,
+)
 from portal.services import utilisation_insights
 
 #: Unpaid holds ending within this long are worth a look (the student may need a nudge, or the slot frees soon).
@@ -50,9 +60,10 @@ class Utilisation:
 @dataclass(frozen=True)
 class Attention:
     kind: str          # hold_expiring, refund_failed, refund_stalled, blackout
-    booking: Booking
+    booking: Booking | None  # None for a lesson pack's refund: `purchase` says which
     at: datetime       # when it expires, failed, was recorded, or the blackout starts
     detail: str
+    purchase: PackPurchase | None = None
 
 
 @dataclass(frozen=True)
@@ -111,22 +122,28 @@ def attention(studio: Studio, now: datetime) -> list[Attention]:
             .order_by(Booking.hold_expires_at)):
         found.append(Attention("hold_expiring", booking, booking.hold_expires_at,
                                "Unpaid: the hold ends and the time is freed if the student does not pay."))
+    troubled = or_(Refund.status == RefundStatus.FAILED,
+                   and_(Refund.status == RefundStatus.PENDING, Refund.created_at <= now - REFUND_STALL))
     refunds = db.session.execute(
         select(Refund, Booking).join(Payment, Payment.id == Refund.payment_id)
         .join(Booking, Booking.id == Payment.booking_id).options(*load)
-        .where(Refund.studio_id == studio.id,
-               or_(Refund.status == RefundStatus.FAILED,
-                   and_(Refund.status == RefundStatus.PENDING, Refund.created_at <= now - REFUND_STALL)))
+        .where(Refund.studio_id == studio.id, troubled)
         .order_by(Refund.created_at, Refund.id)).all()
-    for refund, booking in refunds:
+    pack_refunds = db.session.execute(
+        select(Refund, PackPurchase).join(PackPurchase, PackPurchase.id == Refund.pack_purchase_id)
+        .options(joinedload(PackPurchase.student), joinedload(PackPurchase.pack))
+        .where(Refund.studio_id == studio.id, troubled)
+        .order_by(Refund.created_at, Refund.id)).all()
+    for refund, booking, purchase in [(r, b, None) for r, b in refunds] + [(r, None, p) for r, p in pack_refunds]:
         amount = money(refund.amount_minor, refund.currency)
         if refund.status == RefundStatus.FAILED:
             found.append(Attention("refund_failed", booking, refund.updated_at,
-                                   f"A refund of {amount} failed: {refund.last_error or 'no reason given'}."))
+                                   f"A refund of {amount} failed: {refund.last_error or 'no reason given'}.",
+                                   purchase))
         else:
             found.append(Attention("refund_stalled", booking, refund.created_at,
                                    f"A refund of {amount} has been pending since it was recorded "
-                                   f"({refund.attempts} attempt{'s' if refund.attempts != 1 else ''})."))
+                                   f"({refund.attempts} attempt{'s' if refund.attempts != 1 else ''}).", purchase))
     overlaps = and_(Blackout.studio_id == studio.id,
                     or_(Blackout.resource_id.is_(None), Blackout.resource_id == Booking.resource_id),
                     Blackout.starts_at < Booking.end_at, Blackout.ends_at > Booking.start_at)

@@ -133,10 +133,14 @@ def test_a_pack_refund_stripe_refused_is_on_the_console_and_retried_once(app, cl
     student = app.test_client()
     log_in(student, "student@example.com")
     assert "delayed" in student.get(f"{STUDIO}/lessons").get_data(as_text=True)
+    home = admin.get(f"{STUDIO}/admin/").get_data(as_text=True)  # the studio sees it on its home page too
+    assert 'data-kind="refund_failed"' in home and "lesson pack Three lessons" in home
+    assert "A refund of $90.00 failed" in home and "#packs-bought" in home
 
     assert repair(ops, f"/ops/refunds/{stuck['id']}/retry", expected="failed").status_code == 303
     drain(app)
     assert status_of(app, Refund, stuck["id"]) == RefundStatus.SUCCEEDED
+    assert 'data-kind="refund_failed"' not in admin.get(f"{STUDIO}/admin/").get_data(as_text=True)
     assert ids(app, "stuck_refunds") == []
     assert repair(ops, f"/ops/refunds/{stuck['id']}/retry", expected="failed").status_code == 409
     assert sorted((r["amount"], r["status"]) for r in stripe_standin.store.refunds.values()) == [
