@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, abort, g, session
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal import tenancy
 from portal.extensions import db, login_manager
@@ -17,6 +17,10 @@ from portal.services import configuration
 PREVIEW_KEY = "preview"
 
 
+#: Every studio page's first query, built once (only its parameter changes from request to request).
+_STUDIO_BY_SLUG = select(Studio).where(Studio.slug == bindparam("slug"))
+
+
 def studio_scoped(bp: Blueprint) -> Blueprint:
     """Resolve `<studio_slug>` once per request into `g.studio` and enter that tenant's scope."""
 
@@ -24,7 +28,7 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     def _resolve(_endpoint, values):
         slug = (values or {}).pop("studio_slug", None)
         # A suspended studio (`active` false) still answers: its pages say it is not taking bookings.
-        studio = db.session.scalar(select(Studio).where(Studio.slug == slug))
+        studio = db.session.scalar(_STUDIO_BY_SLUG, {"slug": slug})
         if studio is None:
             abort(404, "No studio lives at this address.")
         g.studio = studio

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from portal import formatting
 from portal.extensions import db
@@ -99,13 +99,21 @@ def inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, 
     blackouts = calendar.blackouts_for(resource.id, span_start, span_end)
     if blackouts is None:
         blackouts = studio_cache.blackout_query(studio.id, resource.id, span_start, span_end)
-    live = or_(Booking.status == BookingStatus.CONFIRMED,
-               and_(Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
-    rows = db.session.execute(select(Booking.start_at, Booking.occupied_until).where(
-        Booking.resource_id == resource.id, live,
-        Booking.start_at < span_end, Booking.occupied_until > span_start))
+    rows = db.session.execute(_LIVE_SPANS, {"studio_id": studio.id, "resource_id": resource.id, "now": now,
+                                            "span_start": span_start, "span_end": span_end})
     busy = [slots.Interval(start, until) for start, until in rows]
     return rules, blackouts, busy
+
+
+_bookings = Booking.__table__.c
+#: The live bookings of a resource overlapping a span: the one query an availability answer makes. Built once, on
+#: the table's columns (a Core statement: no ORM compilation per request), so it names its studio itself: the
+#: tenancy hook filters ORM queries only.
+_LIVE_SPANS = select(_bookings.start_at, _bookings.occupied_until).where(
+    _bookings.studio_id == bindparam("studio_id"), _bookings.resource_id == bindparam("resource_id"),
+    or_(_bookings.status == BookingStatus.CONFIRMED,
+        and_(_bookings.status == BookingStatus.HELD, _bookings.hold_expires_at > bindparam("now"))),
+    _bookings.start_at < bindparam("span_end"), _bookings.occupied_until > bindparam("span_start"))
 
 
 def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, now: datetime,
