@@ -73,23 +73,17 @@ def _unresolved(query: str, entity: str, id_column, changed_column):
 
 def _paid_unconfirmed(now: datetime) -> Select:
     # Paid here but the booking still only held (cannot happen but through a failure between the two), and paid
-    # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up.
-    paid_here = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), Payment.paid_at.label("since"),
-                        Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
-                        Payment.checkout_session_id, Payment.updated_at.label("changed_at"))
+    # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up. Each part
+    # names the payment and since when; the payment's own columns are read once, for the payments found.
+    paid_here = (select(Payment.id.label("id"), Payment.paid_at.label("since"))
                  .join(Booking, Booking.id == Payment.booking_id)
                  .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
                         Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
+
     def paid_there(*where):
-        return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
-                       func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
-                       Payment.currency, Payment.status, Payment.checkout_session_id,
-                       Payment.updated_at.label("changed_at"))
-                .select_from(Payment)
+        return (select(Payment.id.label("id"), WebhookEvent.received_at.label("since"))
                 .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
-                .where(WebhookEvent.received_at < now - STUCK_AFTER, *where)
-                .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
-                          Payment.currency, Payment.status, Payment.checkout_session_id, Payment.updated_at))
+                .where(WebhookEvent.received_at < now - STUCK_AFTER, *where))
 
     waiting = paid_there(Payment.status == PaymentStatus.PENDING, WebhookEvent.type.in_(PAID_SESSION_EVENTS))
     # a delayed method's "completed" comes unpaid: only its "succeeded" means money
@@ -98,12 +92,13 @@ def _paid_unconfirmed(now: datetime) -> Select:
     # the hold lapsed and the payment with it, but the event bringing the money was never processed
     lapsed = paid_there(WebhookEvent.status.in_(BACKLOG_STATUSES), WebhookEvent.type.in_(PAID_SESSION_EVENTS),
                         Payment.status.in_((PaymentStatus.EXPIRED, PaymentStatus.FAILED)))
-    both = union_all(paid_here, waiting, delayed, lapsed).subquery()
-    return (select(both.c.id, both.c.studio_id, func.min(both.c.since).label("since"), both.c.booking_id,
-                   both.c.amount_minor, both.c.currency, both.c.status, both.c.checkout_session_id)
-            .where(_unresolved("paid_unconfirmed", "payment", both.c.id, both.c.changed_at))
-            .group_by(both.c.id, both.c.studio_id, both.c.booking_id, both.c.amount_minor, both.c.currency,
-                      both.c.status, both.c.checkout_session_id))
+    found = union_all(paid_here, waiting, delayed, lapsed).subquery()
+    return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), func.min(found.c.since).label("since"),
+                   Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
+                   Payment.checkout_session_id)
+            .join(found, found.c.id == Payment.id)
+            .where(_unresolved("paid_unconfirmed", "payment", Payment.id, Payment.updated_at))
+            .group_by(Payment.id))  # the payment's other columns depend on its id
 
 
 def _event_columns():

@@ -15,7 +15,7 @@ EXPECTED_TABLES = {
     "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits", "notification_log",
     "account_tokens", "config_versions", "config_proposals", "api_keys", "ops_resolutions", "drift_findings",
     "bookings", "audit_log", "alembic_version", "booking_series", "lesson_packs", "credit_balances", "credit_ledger",
-    "waitlist_entries", "pack_purchases",
+    "waitlist_entries", "pack_purchases", "resource_booking_totals", "resource_booking_days",
 }
 
 
