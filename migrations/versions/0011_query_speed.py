@@ -8,6 +8,8 @@
 - `ix_bookings_held`: the held bookings' ids (partial), where paid-but-unconfirmed starts.
 - `ix_bookings_status_start`: bookings by status and start, covering (on PostgreSQL) the resource, end and hold
   expiry: the live bookings starting soon, counted at each scrape.
+- `ix_payments_settled_booking`: the bookings of settled payments (partial), which the confirmed-without-payment
+  check asks of each recently confirmed booking without reading table rows.
 - `ix_bookings_status_resource` goes: the totals replace the all-time count it served.
 
 Revision ID: 0011_query_speed
@@ -25,6 +27,7 @@ depends_on = None
 
 LIVE = "status IN ('held', 'confirmed')"
 HELD = "status = 'held'"
+SETTLED = "status IN ('paid', 'partially_refunded', 'refunded')"
 
 
 def _summary_table(name: str, *columns: sa.Column, key: list[str]):
@@ -74,9 +77,14 @@ def upgrade():
                               sqlite_where=sa.text(HELD))
         batch_op.create_index("ix_bookings_status_start", ["status", "start_at"], unique=False,
                               postgresql_include=["resource_id", "end_at", "hold_expires_at"])
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.create_index("ix_payments_settled_booking", ["booking_id"], unique=False,
+                              postgresql_where=sa.text(SETTLED), sqlite_where=sa.text(SETTLED))
 
 
 def downgrade():
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.drop_index("ix_payments_settled_booking")
     with op.batch_alter_table("bookings") as batch_op:
         batch_op.drop_index("ix_bookings_status_start")
         batch_op.drop_index("ix_bookings_held")

@@ -7,11 +7,12 @@ rare (dead events, mismatches, live holds), so they stay cheap however many heal
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import Interval, Select, and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import Interval, Select, and_, exists, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from portal import tenancy
@@ -161,7 +162,8 @@ def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
     becomes confirmed, or loses its payment, by a change, so a breach shows here for weeks after it happens.
     `full` checks every booking (`flask ops check --full`, for a periodic deep check)."""
     # Paid by its own payment, by its series' one payment (weekly lessons), or with a lesson credit.
-    # Written as three NOT EXISTS (not NOT of an OR) so that each becomes an anti-join through an index.
+    # Written as three NOT EXISTS (not NOT of an OR) so that each becomes an anti-join through an index (its own
+    # payment's from the settled payments' partial index alone).
     unpaid = (~exists().where(Payment.booking_id == Booking.id, Payment.status.in_(SETTLED)),
               ~exists().where(Payment.series_id == Booking.series_id, Payment.status.in_(SETTLED)),
               ~exists().where(CreditEntry.booking_id == Booking.id, CreditEntry.kind == CreditKind.BOOKING))
@@ -173,9 +175,11 @@ def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
 
 
 def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
-    """Live bookings overlapping another on the same resource. On PostgreSQL each probe of the resource/start index
-    reads only the bookings starting less than `LONGEST_OCCUPANCY` earlier (date arithmetic on columns is not
-    portable to SQLite, where the embedded default's few rows need no bound)."""
+    """Live bookings overlapping another on the same resource. Each recently changed booking probes the live
+    bookings' resource/start index (`ix_bookings_live_span`, which on PostgreSQL also holds the span's end and the id,
+    so a probe reads no table rows); on PostgreSQL a probe reads only the bookings starting less than
+    `LONGEST_OCCUPANCY` earlier (date arithmetic on columns is not portable to SQLite, where the embedded default's
+    few rows need no bound)."""
     other = aliased(Booking)
     live = (BookingStatus.HELD, BookingStatus.CONFIRMED)
     bound = ((other.start_at > Booking.start_at - literal(LONGEST_OCCUPANCY, Interval()),)
@@ -262,9 +266,22 @@ def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_
     return statement.subquery()
 
 
+@contextlib.contextmanager
+def _without_parallel_workers(full: bool):
+    """The queries' usual forms read a few thousand rows through indexes: on PostgreSQL they run in one process,
+    as parallel workers cost more to start than they save (twice the time on a busy two-core machine). The `full`
+    checks read every booking and keep them. Local to the transaction, and set back once the query has run."""
+    local = not full and db.session.get_bind().dialect.name == "postgresql"
+    if local:
+        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    yield
+    if local:
+        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
+
+
 def summarize(name: str, now: datetime, **filters) -> Summary:
     found = _filtered(QUERIES[name], now, **filters)
-    with tenancy.all_tenants():
+    with tenancy.all_tenants(), _without_parallel_workers(filters.get("full", False)):
         count, oldest = db.session.execute(select(func.count(), func.min(found.c.since))).one()
     return Summary(name, count, round((now - oldest).total_seconds(), 1) if oldest is not None else None)
 
@@ -272,7 +289,7 @@ def summarize(name: str, now: datetime, **filters) -> Summary:
 def items(name: str, now: datetime, *, offset: int = 0, limit: int = 50, **filters) -> list[dict]:
     """Oldest first; each a dict of the query's columns plus `studio` (slug) and `age_seconds`."""
     found = _filtered(QUERIES[name], now, **filters)
-    with tenancy.all_tenants():
+    with tenancy.all_tenants(), _without_parallel_workers(filters.get("full", False)):
         rows = db.session.execute(
             select(found, Studio.slug.label("studio")).outerjoin(Studio, Studio.id == found.c.studio_id)
             .order_by(found.c.since, found.c.id).offset(offset).limit(limit)).mappings().all()
