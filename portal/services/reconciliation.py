@@ -258,12 +258,12 @@ class Summary:
 def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_age: timedelta | None = None,
               full: bool = False):
     inner = (query.build(now, full=True) if full and query.must_be_empty else query.build(now)).subquery()
-    statement = select(inner)
+    conditions = []
     if studio_id is not None:
-        statement = statement.where(inner.c.studio_id == studio_id)
+        conditions.append(inner.c.studio_id == studio_id)
     if min_age is not None:
-        statement = statement.where(inner.c.since <= now - min_age)
-    return statement.subquery()
+        conditions.append(inner.c.since <= now - min_age)
+    return select(inner).where(*conditions).subquery() if conditions else inner
 
 
 @contextlib.contextmanager
