@@ -17,6 +17,18 @@ EXPECTED_TABLES = {
     "bookings", "audit_log", "alembic_version", "booking_series", "lesson_packs", "credit_balances", "credit_ledger",
     "waitlist_entries", "pack_purchases", "resource_booking_totals", "resource_booking_days",
 }
+#: A studio with a user, a room and a 60-minute lesson, as rows written before a migration (`:at` their time).
+STUDIO_ROWS = (
+    "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
+    "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
+    "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
+    "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
+    "(1, 'a@example.com', 'A', '!', false, true, :at)",
+    "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
+    "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
+    "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
+    "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
+)
 
 
 @pytest.fixture
@@ -116,15 +128,7 @@ def test_make_up_lessons_owed_before_the_ledger_become_usable_credits(fresh_data
     with app.app_context():
         upgrade(revision="0006_ops")
         for statement in (
-            "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
-            "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
-            "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
-            "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
-            "(1, 'a@example.com', 'A', '!', false, true, :at)",
-            "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
-            "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
-            "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
-            "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
+            *STUDIO_ROWS,
             "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, status, "
             "price_minor, currency, updated_at, studio_id, created_at) VALUES (1, 1, 1, 1, :at, :end, :end, "
             "'cancelled', 6500, 'usd', :at, 1, :at)",
@@ -159,17 +163,7 @@ def test_the_booking_totals_start_from_the_bookings_there_are(fresh_database, tm
     postgres = fresh_database.startswith("postgresql")
     with app.app_context():
         upgrade(revision="0009_observability")
-        for statement in (
-            "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
-            "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
-            "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
-            "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
-            "(1, 'a@example.com', 'A', '!', false, true, :at)",
-            "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
-            "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
-            "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
-            "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
-        ):
+        for statement in STUDIO_ROWS:
             db.session.execute(text(statement), {"at": "2026-06-01 12:00:00" + ("+00:00" if postgres else "")})
         # 01:00 UTC is still the evening before in New York: a lesson counts on the day of its start in UTC
         for n, (start, status, penalty) in enumerate((("2026-06-01 22:30:00", "confirmed", None),
