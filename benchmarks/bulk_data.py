@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from portal.extensions import db
+from portal.services import booking_totals
 
 #: Resources the bookings are spread over (each booking an hour, back to back, so none overlap).
 RESOURCES = 20
@@ -18,7 +19,8 @@ RESOURCES = 20
 
 def fill(studio_id: int, student_id: int, package_id: int, resource_ids: list[int], *, bookings: int, events: int,
          now: datetime) -> None:
-    """Add `bookings` bookings with their payments (and a few refunds) and `events` webhook events."""
+    """Add `bookings` bookings with their payments (and a few refunds) and `events` webhook events, and count every
+    booking of the database into the metrics' running totals."""
     # Back to back on every resource, ending two months ahead: most lessons are in the past, as in a portal that
     # has run for years, and the next two months are booked.
     start = now - timedelta(hours=bookings // max(1, len(resource_ids))) + timedelta(days=60)
@@ -74,5 +76,6 @@ def fill(studio_id: int, student_id: int, package_id: int, resource_ids: list[in
         SELECT 'missing_event', 'evt_drift_' || i, :studio, NULL, '', :now - (i * interval '1 minute'),
                :now - (i * interval '1 minute'), CASE WHEN i % 1000 = 0 THEN NULL ELSE :now END, :now
         FROM generate_series(1, :n) AS i"""), {"studio": studio_id, "now": now, "n": max(1, events // 5)})
+    booking_totals.rebuild()  # the bookings above were written around the state machine that keeps them
     db.session.commit()
     db.session.execute(text("ANALYZE"))

@@ -1,6 +1,13 @@
 """One module per concept; importing this package registers every table on `db.metadata`."""
 from portal.models.audit import AuditEntry
-from portal.models.bookings import Booking, BookingStatus, MakeupCredit, Reschedule
+from portal.models.bookings import (
+    Booking,
+    BookingStatus,
+    MakeupCredit,
+    Reschedule,
+    ResourceBookingDay,
+    ResourceBookingTotal,
+)
 from portal.models.catalog import Package, Resource, ResourceKind
 from portal.models.configuration import ApiKey, ConfigProposal, ConfigState, ConfigVersion, ProposalState
 from portal.models.credits import (
@@ -37,7 +44,8 @@ __all__ = [
     "DriftFinding", "EventStatus", "GAINS", "LessonPack",
     "PackPurchase", "PackPurchaseStatus", "MakeupCredit", "Membership", "NotificationLog",
     "Package", "Payment", "PaymentFlag", "PaymentStatus", "ProposalState", "Refund", "RefundStatus", "Reschedule",
-    "Resolution", "Resource", "ResourceKind", "Role", "Studio", "TokenPurpose", "User",
+    "Resolution", "Resource", "ResourceBookingDay", "ResourceBookingTotal", "ResourceKind", "Role", "Studio",
+    "TokenPurpose", "User",
     "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
     "WebhookSignature",
 ]

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import utcnow
@@ -26,6 +26,9 @@ class BookingStatus(str, enum.Enum):
     EXPIRED = "expired"       # a hold that ended unpaid (timed out, given up, or its payment failed)
 
 
+#: The statuses that occupy their slot, as SQL (the partial indexes' condition).
+LIVE = "status IN ('held', 'confirmed')"
+
 
 class Booking(TenantMixin, TimestampMixin, db.Model):
     """One lesson on one resource.
@@ -43,8 +46,16 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
         Index("ix_bookings_resource_span", "resource_id", "start_at", "occupied_until"),
         Index("ix_bookings_start_at", "start_at"),
         Index("ix_bookings_status_updated", "status", "updated_at"),
-        # Covers the metrics' per-resource figures (confirmed, late-cancelled), so a scrape reads no table rows.
-        Index("ix_bookings_status_resource", "status", "resource_id", "package_id", "penalty_reason"),
+        # Live bookings by resource and start, with what the overlap check compares: its probes read this index
+        # alone (PostgreSQL also holds the span's end and the id in it).
+        Index("ix_bookings_live_span", "resource_id", "start_at", postgresql_include=["occupied_until", "id"],
+              postgresql_where=text(LIVE), sqlite_where=text(LIVE)),
+        # The held bookings, a few among millions (paid but unconfirmed starts from them).
+        Index("ix_bookings_held", "id", postgresql_where=text("status = 'held'"),
+              sqlite_where=text("status = 'held'")),
+        # Covers the metrics' live bookings starting soon (holds, lessons not over), so a scrape reads no rows.
+        Index("ix_bookings_status_start", "status", "start_at",
+              postgresql_include=["resource_id", "end_at", "hold_expires_at"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -112,3 +123,31 @@ class MakeupCredit(TenantMixin, TimestampMixin, db.Model):
     student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), unique=True, nullable=False)
     minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ResourceBookingTotal(TenantMixin, db.Model):
+    """Bookings confirmed now and cancelled late, all time, per resource and package.
+
+    Kept by the booking state machine (`portal.services.states.booking`) in the transaction that changes a booking,
+    so the metrics read a row per resource and package instead of counting every booking ever made. Per package,
+    because the confirmed minutes are the counts times each package's length.
+    """
+
+    __tablename__ = "resource_booking_totals"
+
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"), primary_key=True)
+    confirmed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    late_cancels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class ResourceBookingDay(TenantMixin, db.Model):
+    """Bookings confirmed now per day of their start (UTC), resource and package, kept like `ResourceBookingTotal`:
+    the metrics' coming week and lessons still to come, read as a few rows per resource and day."""
+
+    __tablename__ = "resource_booking_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"), primary_key=True)
+    confirmed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

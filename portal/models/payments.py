@@ -23,6 +23,10 @@ class PaymentStatus(str, enum.Enum):
     PARTIALLY_REFUNDED = "partially_refunded"
 
 
+#: The statuses of a payment whose money was received, as SQL (the partial index's condition).
+SETTLED = "status IN ('paid', 'partially_refunded', 'refunded')"
+
+
 class PaymentFlag(str, enum.Enum):
     AMOUNT_MISMATCH = "amount_mismatch"
     PAID_AFTER_EXPIRY = "paid_after_expiry_refunded"
@@ -34,6 +38,9 @@ class Payment(TenantMixin, TimestampMixin, db.Model):
     __table_args__ = (
         CheckConstraint("amount_minor >= 0", name="amount_non_negative"),
         CheckConstraint("amount_refunded_minor >= 0", name="refunded_non_negative"),
+        # The bookings that money was received for: "is this booking paid?" answered from this index alone.
+        Index("ix_payments_settled_booking", "booking_id", postgresql_where=text(SETTLED),
+              sqlite_where=text(SETTLED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

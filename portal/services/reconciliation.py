@@ -7,11 +7,12 @@ rare (dead events, mismatches, live holds), so they stay cheap however many heal
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import Interval, Select, and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import Interval, Select, and_, exists, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from portal import tenancy
@@ -75,23 +76,17 @@ def _unresolved(query: str, entity: str, id_column, changed_column):
 
 def _paid_unconfirmed(now: datetime) -> Select:
     # Paid here but the booking still only held (cannot happen but through a failure between the two), and paid
-    # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up.
-    paid_here = (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), Payment.paid_at.label("since"),
-                        Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
-                        Payment.checkout_session_id, Payment.updated_at.label("changed_at"))
+    # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up. Each part
+    # names the payment and since when; the payment's own columns are read once, for the payments found.
+    paid_here = (select(Payment.id.label("id"), Payment.paid_at.label("since"))
                  .join(Booking, Booking.id == Payment.booking_id)
                  .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
                         Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
+
     def paid_there(*where):
-        return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"),
-                       func.min(WebhookEvent.received_at).label("since"), Payment.booking_id, Payment.amount_minor,
-                       Payment.currency, Payment.status, Payment.checkout_session_id,
-                       Payment.updated_at.label("changed_at"))
-                .select_from(Payment)
+        return (select(Payment.id.label("id"), WebhookEvent.received_at.label("since"))
                 .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
-                .where(WebhookEvent.received_at < now - STUCK_AFTER, *where)
-                .group_by(Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor,
-                          Payment.currency, Payment.status, Payment.checkout_session_id, Payment.updated_at))
+                .where(WebhookEvent.received_at < now - STUCK_AFTER, *where))
 
     waiting = paid_there(Payment.status == PaymentStatus.PENDING, WebhookEvent.type.in_(PAID_SESSION_EVENTS))
     # a delayed method's "completed" comes unpaid: only its "succeeded" means money
@@ -100,12 +95,13 @@ def _paid_unconfirmed(now: datetime) -> Select:
     # the hold lapsed and the payment with it, but the event bringing the money was never processed
     lapsed = paid_there(WebhookEvent.status.in_(BACKLOG_STATUSES), WebhookEvent.type.in_(PAID_SESSION_EVENTS),
                         Payment.status.in_((PaymentStatus.EXPIRED, PaymentStatus.FAILED)))
-    both = union_all(paid_here, waiting, delayed, lapsed).subquery()
-    return (select(both.c.id, both.c.studio_id, func.min(both.c.since).label("since"), both.c.booking_id,
-                   both.c.amount_minor, both.c.currency, both.c.status, both.c.checkout_session_id)
-            .where(_unresolved("paid_unconfirmed", "payment", both.c.id, both.c.changed_at))
-            .group_by(both.c.id, both.c.studio_id, both.c.booking_id, both.c.amount_minor, both.c.currency,
-                      both.c.status, both.c.checkout_session_id))
+    found = union_all(paid_here, waiting, delayed, lapsed).subquery()
+    return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), func.min(found.c.since).label("since"),
+                   Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
+                   Payment.checkout_session_id)
+            .join(found, found.c.id == Payment.id)
+            .where(_unresolved("paid_unconfirmed", "payment", Payment.id, Payment.updated_at))
+            .group_by(Payment.id))  # the payment's other columns depend on its id
 
 
 def _packs_paid_uncredited(now: datetime) -> Select:
@@ -185,7 +181,8 @@ def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
     becomes confirmed, or loses its payment, by a change, so a breach shows here for weeks after it happens.
     `full` checks every booking (`flask ops check --full`, for a periodic deep check)."""
     # Paid by its own payment, by its series' one payment (weekly lessons), or with a lesson credit.
-    # Written as three NOT EXISTS (not NOT of an OR) so that each becomes an anti-join through an index.
+    # Written as three NOT EXISTS (not NOT of an OR) so that each becomes an anti-join through an index (its own
+    # payment's from the settled payments' partial index alone).
     unpaid = (~exists().where(Payment.booking_id == Booking.id, Payment.status.in_(SETTLED)),
               ~exists().where(Payment.series_id == Booking.series_id, Payment.status.in_(SETTLED)),
               ~exists().where(CreditEntry.booking_id == Booking.id, CreditEntry.kind == CreditKind.BOOKING))
@@ -197,9 +194,11 @@ def _confirmed_without_payment(now: datetime, full: bool = False) -> Select:
 
 
 def _overlapping_bookings(now: datetime, full: bool = False) -> Select:
-    """Live bookings overlapping another on the same resource. On PostgreSQL each probe of the resource/start index
-    reads only the bookings starting less than `LONGEST_OCCUPANCY` earlier (date arithmetic on columns is not
-    portable to SQLite, where the embedded default's few rows need no bound)."""
+    """Live bookings overlapping another on the same resource. Each recently changed booking probes the live
+    bookings' resource/start index (`ix_bookings_live_span`, which on PostgreSQL also holds the span's end and the id,
+    so a probe reads no table rows); on PostgreSQL a probe reads only the bookings starting less than
+    `LONGEST_OCCUPANCY` earlier (date arithmetic on columns is not portable to SQLite, where the embedded default's
+    few rows need no bound)."""
     other = aliased(Booking)
     live = (BookingStatus.HELD, BookingStatus.CONFIRMED)
     bound = ((other.start_at > Booking.start_at - literal(LONGEST_OCCUPANCY, Interval()),)
@@ -283,17 +282,30 @@ class Summary:
 def _filtered(query: Query, now: datetime, *, studio_id: int | None = None, min_age: timedelta | None = None,
               full: bool = False):
     inner = (query.build(now, full=True) if full and query.must_be_empty else query.build(now)).subquery()
-    statement = select(inner)
+    conditions = []
     if studio_id is not None:
-        statement = statement.where(inner.c.studio_id == studio_id)
+        conditions.append(inner.c.studio_id == studio_id)
     if min_age is not None:
-        statement = statement.where(inner.c.since <= now - min_age)
-    return statement.subquery()
+        conditions.append(inner.c.since <= now - min_age)
+    return select(inner).where(*conditions).subquery() if conditions else inner
+
+
+@contextlib.contextmanager
+def _without_parallel_workers(full: bool):
+    """The queries' usual forms read a few thousand rows through indexes: on PostgreSQL they run in one process,
+    as parallel workers cost more to start than they save (twice the time on a busy two-core machine). The `full`
+    checks read every booking and keep them. Local to the transaction, and set back once the query has run."""
+    local = not full and db.session.get_bind().dialect.name == "postgresql"
+    if local:
+        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    yield
+    if local:
+        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
 
 
 def summarize(name: str, now: datetime, **filters) -> Summary:
     found = _filtered(QUERIES[name], now, **filters)
-    with tenancy.all_tenants():
+    with tenancy.all_tenants(), _without_parallel_workers(filters.get("full", False)):
         count, oldest = db.session.execute(select(func.count(), func.min(found.c.since))).one()
     return Summary(name, count, round((now - oldest).total_seconds(), 1) if oldest is not None else None)
 
@@ -301,7 +313,7 @@ def summarize(name: str, now: datetime, **filters) -> Summary:
 def items(name: str, now: datetime, *, offset: int = 0, limit: int = 50, **filters) -> list[dict]:
     """Oldest first; each a dict of the query's columns plus `studio` (slug) and `age_seconds`."""
     found = _filtered(QUERIES[name], now, **filters)
-    with tenancy.all_tenants():
+    with tenancy.all_tenants(), _without_parallel_workers(filters.get("full", False)):
         rows = db.session.execute(
             select(found, Studio.slug.label("studio")).outerjoin(Studio, Studio.id == found.c.studio_id)
             .order_by(found.c.since, found.c.id).offset(offset).limit(limit)).mappings().all()

@@ -15,8 +15,20 @@ EXPECTED_TABLES = {
     "refunds", "webhook_events", "webhook_signatures", "reschedules", "makeup_credits", "notification_log",
     "account_tokens", "config_versions", "config_proposals", "api_keys", "ops_resolutions", "drift_findings",
     "bookings", "audit_log", "alembic_version", "booking_series", "lesson_packs", "credit_balances", "credit_ledger",
-    "waitlist_entries", "pack_purchases",
+    "waitlist_entries", "pack_purchases", "resource_booking_totals", "resource_booking_days",
 }
+#: A studio with a user, a room and a 60-minute lesson, as rows written before a migration (`:at` their time).
+STUDIO_ROWS = (
+    "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
+    "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
+    "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
+    "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
+    "(1, 'a@example.com', 'A', '!', false, true, :at)",
+    "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
+    "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
+    "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
+    "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
+)
 
 
 @pytest.fixture
@@ -116,15 +128,7 @@ def test_make_up_lessons_owed_before_the_ledger_become_usable_credits(fresh_data
     with app.app_context():
         upgrade(revision="0006_ops")
         for statement in (
-            "INSERT INTO studios (id, slug, name, timezone, currency, active, buffer_minutes, min_notice_minutes, "
-            "slot_interval_minutes, booking_horizon_days, hold_minutes, created_at) VALUES (1, 's', 'S', "
-            "'America/New_York', 'usd', true, 0, 0, 30, 30, 30, :at)",
-            "INSERT INTO users (id, email, name, password_hash, is_platform_ops, active, created_at) VALUES "
-            "(1, 'a@example.com', 'A', '!', false, true, :at)",
-            "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
-            "(1, 'piano', 'Piano', 'room', 480, true, 1, :at)",
-            "INSERT INTO packages (id, slug, name, description, duration_minutes, price_minor, currency, active, "
-            "studio_id, created_at) VALUES (1, 'lesson-60', 'L', '', 60, 6500, 'usd', true, 1, :at)",
+            *STUDIO_ROWS,
             "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, status, "
             "price_minor, currency, updated_at, studio_id, created_at) VALUES (1, 1, 1, 1, :at, :end, :end, "
             "'cancelled', 6500, 'usd', :at, 1, :at)",
@@ -145,5 +149,41 @@ def test_make_up_lessons_owed_before_the_ledger_become_usable_credits(fresh_data
             entry = db.session.scalar(db.select(CreditEntry))
             assert (entry.kind, entry.amount, entry.booking_id) == (CreditKind.MAKEUP, 1, 1)
             assert entry.expires_at.isoformat() == "2026-08-30T12:00:00+00:00"
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("fresh_database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_the_booking_totals_start_from_the_bookings_there_are(fresh_database, tmp_path):
+    from portal.services import booking_totals
+    from tests.observability.test_booking_totals import stored_totals
+
+    app = _app(fresh_database, tmp_path)
+    postgres = fresh_database.startswith("postgresql")
+    with app.app_context():
+        upgrade(revision="0009_observability")
+        for statement in STUDIO_ROWS:
+            db.session.execute(text(statement), {"at": "2026-06-01 12:00:00" + ("+00:00" if postgres else "")})
+        # 01:00 UTC is still the evening before in New York: a lesson counts on the day of its start in UTC
+        for n, (start, status, penalty) in enumerate((("2026-06-01 22:30:00", "confirmed", None),
+                                                      ("2026-06-02 01:00:00", "confirmed", None),
+                                                      ("2026-06-02 03:00:00", "cancelled", "late_cancel"),
+                                                      ("2026-06-02 05:00:00", "cancelled", None),
+                                                      ("2026-06-02 07:00:00", "held", None)), start=1):
+            end = start[:11] + f"{int(start[11:13]) + 1:02d}" + start[13:]
+            db.session.execute(text(
+                "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, "
+                "status, price_minor, currency, updated_at, studio_id, created_at, penalty_reason) VALUES "
+                "(:id, 1, 1, 1, :start, :end, :end, :status, 6500, 'usd', :start, 1, :start, :penalty)"),
+                {"id": n, "start": start + ("+00:00" if postgres else ""), "end": end + ("+00:00" if postgres else ""),
+                 "status": status, "penalty": penalty})
+        db.session.commit()
+        upgrade()
+        totals, days = stored_totals()
+        assert totals == {(1, 1): (2, 1)}
+        assert {day.isoformat(): count for (day, _r, _p), count in days.items()} == {"2026-06-01": 1,
+                                                                                      "2026-06-02": 1}
+        assert (totals, days) == booking_totals.recount()
         db.session.remove()
         db.engine.dispose()

@@ -122,3 +122,23 @@ def test_the_database_pool_is_watched(app, client):
     after = scrape(client)
     assert before.delta(held, "db_pool_connections_in_use") == 1
     assert before.delta(after, "db_pool_connections_in_use") == 0
+
+
+def test_the_database_families_are_written_exactly_as_the_library_writes_them():
+    from prometheus_client import generate_latest
+
+    from portal.metrics import DatabaseGauges, text_format
+
+    families = DatabaseGauges._families()
+    awkward = ('back\\slash', 'new\nline', 'quo"te', 'ünïcødé', '')
+    for n, value in enumerate((0, 1, 0.1234, 1e21, -2.5, float("inf"), 12345678901234)):
+        for name, family in families.items():
+            labels = [f"{awkward[n % len(awkward)]}-{n}", f"{name}-{n}"][:len(family._labelnames)]
+            family.add_metric(labels, value)
+
+    class Families:
+        def collect(self):
+            return list(families.values())
+
+    assert text_format(list(families.values())) == generate_latest(Families())
+    assert b'tenant="back\\\\slash-0"' in text_format(list(families.values()))

@@ -8,7 +8,9 @@
 | move       | confirmed          | confirmed | a reschedule (its history goes to `reschedules`)                |
 | no_show    | confirmed          | no_show   | the studio, after the lesson's start, when nobody came          |
 
-Holding a slot creates a `held` booking (`services.bookings.hold_slot`); everything after goes through here.
+Holding a slot creates a `held` booking (`services.bookings.hold_slot`); everything after goes through here, and
+each change that moves a booking in or out of `confirmed` (or cancels it late) adds to the metrics' running totals
+in the same transaction (`services.booking_totals`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentStatus, Reschedule
-from portal.services import audit
+from portal.services import audit, booking_totals
 from portal.services.states import payment as payments
 from portal.services.states.machine import IllegalTransition, Machine, Transition
 
@@ -93,6 +95,7 @@ def release_overlapping_expired(*, resource_id: int, start: datetime, until: dat
 def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
     """Payment verified: the booking is confirmed with the policy in force now (it decides the booking's fate)."""
     MACHINE.apply(booking_id, "confirm", now=now, values={"policy": policy})
+    booking_totals.count((booking_totals.where_counted(booking_id), 1, 0))
 
 
 def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "",
@@ -105,12 +108,14 @@ def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, no
                           "cancelled_by": "studio" if by_studio else "student",
                           "cancel_reason": reason[:200] or None},
                   after={"late": late and not by_studio, "by": "studio" if by_studio else "student"})
+    booking_totals.count((booking_totals.where_counted(booking_id), -1, 1 if late and not by_studio else 0))
 
 
 def mark_no_show(booking_id: int, *, now: datetime, actor: audit.Actor, note: str) -> None:
     """The lesson's time came and the student did not: nothing is refunded. Only once the lesson has started."""
     MACHINE.apply(booking_id, "no_show", now=now, actor=actor, note=note, where=(Booking.start_at <= now,),
                   stale="A lesson can be marked as a no-show only once it has started.")
+    booking_totals.count((booking_totals.where_counted(booking_id), -1, 0))
 
 
 def move(booking: Booking, *, now: datetime, actor: audit.Actor, resource_id: int, start: datetime,
@@ -122,6 +127,7 @@ def move(booking: Booking, *, now: datetime, actor: audit.Actor, resource_id: in
     """
     origin = {"resource_id": booking.resource_id, "start_at": booking.start_at.isoformat()}
     from_resource, from_start, booking_id = booking.resource_id, booking.start_at, booking.id
+    counted_before = booking_totals.where_counted(booking_id)
     MACHINE.apply(booking_id, "move", now=now, actor=actor, note=note,
                   where=(Booking.reschedule_count == expected_moves,),
                   values={"resource_id": resource_id, "start_at": start, "end_at": end, "occupied_until": until,
@@ -129,6 +135,7 @@ def move(booking: Booking, *, now: datetime, actor: audit.Actor, resource_id: in
                           "ical_sequence": Booking.ical_sequence + 1},
                   before=origin, after={"resource_id": resource_id, "start_at": start.isoformat()},
                   stale="This lesson changed meanwhile. Reload the page and try again.")
+    booking_totals.count((counted_before, -1, 0), (booking_totals.where_counted(booking_id), 1, 0))
     move = Reschedule(studio_id=booking.studio_id, booking_id=booking_id, actor_id=actor.user_id,
                       from_resource_id=from_resource, from_start_at=from_start, to_resource_id=resource_id,
                       to_start_at=start, lead_minutes=int((from_start - now).total_seconds() // 60), created_at=now)
