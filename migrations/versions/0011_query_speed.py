@@ -13,7 +13,7 @@
 - `ix_bookings_status_resource` goes: the totals replace the all-time count it served.
 
 Revision ID: 0011_query_speed
-Revises: 0009_observability
+Revises: 0010_credit_refunds
 Create Date: 2026-12-02 13:30:00
 
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_query_speed"
-down_revision = "0009_observability"
+down_revision = "0010_credit_refunds"
 branch_labels = None
 depends_on = None
 
