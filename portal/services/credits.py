@@ -14,7 +14,7 @@ from sqlalchemy.orm import aliased
 from portal import tenancy
 from portal.extensions import db
 from portal.models import Booking, CreditBalance, CreditEntry, CreditKind, Studio, User
-from portal.services import audit, bookings, notifications
+from portal.services import audit, bookings, notifications, pack_refunds
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.states import booking as booking_states
 from portal.services.states import credit as credit_states
@@ -61,13 +61,21 @@ def usable(student_id: int, minutes: int) -> int:
 def as_json(student_id: int) -> dict:
     """`GET /api/me/credits`: the balance is the sum of the entries (every entry is listed)."""
     entries = history(student_id, limit=10_000)
+    money = pack_refunds.money_for(entries)
     return {
         "balance": sum(e.amount for e in entries),
         "balances": [{"minutes": b.minutes, "balance": b.balance} for b in balances(student_id)],
         "entries": [{"kind": e.kind.value, "amount": e.amount, "minutes": e.minutes, "at": e.created_at.isoformat(),
                      "expires_at": e.expires_at.isoformat() if e.expires_at else None, "booking": e.booking_id,
-                     "note": e.note} for e in entries],
+                     "note": e.note, "refund": _refund_json(money.get(e.id))} for e in entries],
     }
+
+
+def _refund_json(refund) -> dict | None:
+    """The money sent back with a `refund` entry of a pack bought through Checkout (None for any other entry)."""
+    if refund is None:
+        return None
+    return {"amount_minor": refund.amount_minor, "currency": refund.currency, "status": refund.status.value}
 
 
 def spent_on(booking_id: int) -> CreditEntry | None:

@@ -138,6 +138,10 @@ def test_unused_credits_are_refunded_pro_rata_through_stripe_once(app, people, s
     history = student.get(f"{STUDIO}/lessons").get_data(True)
     line = history[history.index('class="credit-refund"'):].split("</tr>", 1)[0]
     assert "Refunded" in line and "$66.66" in line and "-2 × 60 min" in line
+    entries = student.get(f"{STUDIO}/api/me/credits").get_json()["entries"]
+    assert [(e["kind"], e["amount"], e["refund"]) for e in entries if e["kind"] == "refund"] == [
+        ("refund", -2, {"amount_minor": 6666, "currency": "usd", "status": "succeeded"})]
+    assert all(e["refund"] is None for e in entries if e["kind"] != "refund")
     assert student.get(f"{ADMIN_PAGE}/packs-bought/{lot_id}/refund").status_code == 403
 
 
