@@ -20,6 +20,9 @@ def init_app(app: Flask) -> None:
         _configure_sqlite(engine)
     else:
         _ping_when_idle(engine)
+    # Pages marked `reads_only` (`portal.http.public`) run without a transaction on PostgreSQL (see
+    # `portal.blueprints.context`); SQLite keeps its one-transaction-at-a-time model.
+    app.extensions["autocommit_reads"] = engine.dialect.name == "postgresql"
 
 
 def _ping_when_idle(engine) -> None:

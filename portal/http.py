@@ -5,12 +5,17 @@ import functools
 import hashlib
 import math
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from portal import freshness
+from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
+from portal.lru import LRU
 from portal.services.errors import DomainError
 
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
@@ -76,7 +81,7 @@ def _versioned_tag(version) -> str:
     return "v" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def public(view=None, *, version=None):
+def public(view=None, *, version=None, reuse=None):
     """For a public page or answer that depends only on its URL (and `HX-Request`), never on who asks.
 
     It answers a conditional GET: an `ETag`, and `304` when `If-None-Match` still matches (the studio's catalogue,
@@ -90,10 +95,16 @@ def public(view=None, *, version=None):
     everything the answer depends on is known beforehand, `version` (a callable returning it, e.g. the studio
     row's configuration and calendar versions) gives the tag without rendering: an anonymous conditional repeat
     is answered `304` before the view runs. Answers that read bookings or the clock (free times) keep the body
-    digest: their inputs are not versioned.
+    digest.
+
+    `reuse` (a callable returning everything besides the URL and the clock that the answer depends on, e.g. the
+    studio row and its bookings version) keeps anonymous answers in this process and serves them again while that
+    stamp is unchanged and the clock has not reached the time until which the answer holds (`portal.freshness`:
+    the next hold expiry, the first shown time leaving the notice period, the studio's midnight). A repeat then
+    costs the studio lookup only, and a conditional repeat is `304` without rendering.
     """
     if view is None:
-        return functools.partial(public, version=version)
+        return functools.partial(public, version=version, reuse=reuse)
 
     def _shared(response: Response) -> Response:
         response.vary.add("Cookie")
@@ -105,15 +116,22 @@ def public(view=None, *, version=None):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        anonymous_read = request.method in ("GET", "HEAD") and _anonymous()
+        stamp = reuse() if reuse is not None and anonymous_read else None
+        if stamp is not None:
+            kept = _kept(stamp)
+            if kept is not None:
+                return _shared(kept).make_conditional(request)
         tag = None  # versioned tags are for anonymous visitors; a logged-in person's page differs (their name)
-        if version is not None and request.method in ("GET", "HEAD") and _anonymous():
+        if version is not None and anonymous_read:
             tag = _versioned_tag(version())
             if tag in request.if_none_match:
                 not_modified = Response(status=304)
                 not_modified.set_etag(tag)
                 not_modified.vary.add("HX-Request")
                 return _shared(not_modified)
-        response = make_response(view(*args, **kwargs))
+        with freshness.measured() as fresh:
+            response = make_response(view(*args, **kwargs))
         if request.method not in ("GET", "HEAD") or response.status_code != 200:
             return response
         _shared(response)
@@ -121,9 +139,52 @@ def public(view=None, *, version=None):
             response.set_etag(tag)
         else:
             response.add_etag()
+        if stamp is not None:
+            _keep(stamp, fresh.until, response)
         return response.make_conditional(request)
 
+    wrapper.reads_only = True  # a public answer never writes (see `portal.blueprints.context.studio_scoped`)
     return wrapper
+
+
+@dataclass(frozen=True)
+class _Answer:
+    stamp: tuple
+    fresh_until: datetime | None  # None: it holds until the stamp changes
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+#: Anonymous answers a process keeps for `public(reuse=...)` (least recently used dropped first).
+ANSWERS_KEPT = 1024
+
+
+def _answers() -> LRU:
+    cache = current_app.extensions.get("public_answers")
+    if cache is None:
+        cache = current_app.extensions.setdefault("public_answers", LRU(ANSWERS_KEPT))
+    return cache
+
+
+def _answer_key() -> tuple:
+    headers = request.headers
+    return (request.full_path, headers.get("HX-Request"), headers.get("HX-Boosted"),
+            headers.get("HX-History-Restore-Request"))
+
+
+def _kept(stamp: tuple) -> Response | None:
+    """The answer kept for this URL, if it was made for `stamp` and the clock has not passed its limit."""
+    answer = _answers().get(_answer_key())
+    if answer is None or answer.stamp != stamp or (answer.fresh_until is not None
+                                                   and utcnow() >= answer.fresh_until):
+        return None
+    return Response(answer.body, headers=list(answer.headers))
+
+
+def _keep(stamp: tuple, fresh_until: datetime | None, response: Response) -> None:
+    if response.direct_passthrough or response.is_streamed or "Set-Cookie" in response.headers:
+        return
+    _answers().put(_answer_key(), _Answer(stamp, fresh_until, tuple(response.headers.items()), response.get_data()))
 
 
 def external_url(endpoint: str, **values) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, g, session
+from flask import Blueprint, abort, current_app, g, request, session
 from flask_login import current_user
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import undefer
 
 from portal import tenancy
 from portal.extensions import db, login_manager
@@ -17,8 +18,9 @@ from portal.services import configuration
 PREVIEW_KEY = "preview"
 
 
-#: Every studio page's first query, built once (only its parameter changes from request to request).
-_STUDIO_BY_SLUG = select(Studio).where(Studio.slug == bindparam("slug"))
+#: Every studio page's first query, built once (only its parameter changes from request to request), with the
+#: studio's bookings version in the same round trip (what reused availability answers are checked against).
+_STUDIO_BY_SLUG = select(Studio).where(Studio.slug == bindparam("slug")).options(undefer(Studio.bookings_version))
 
 
 def studio_scoped(bp: Blueprint) -> Blueprint:
@@ -27,12 +29,23 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     @bp.url_value_preprocessor
     def _resolve(_endpoint, values):
         slug = (values or {}).pop("studio_slug", None)
+        if request.method in ("GET", "HEAD") and current_app.extensions.get("autocommit_reads") and getattr(
+                current_app.view_functions.get(_endpoint), "reads_only", False) and not db.session().in_transaction():
+            # A page that only reads runs its statements outside a transaction: each SELECT sees the latest
+            # committed rows either way (READ COMMITTED), and the request saves the BEGIN and the closing ROLLBACK.
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            g.autocommit_reads = True
         # A suspended studio (`active` false) still answers: its pages say it is not taking bookings.
         studio = db.session.scalar(_STUDIO_BY_SLUG, {"slug": slug})
         if studio is None:
             abort(404, "No studio lives at this address.")
         g.studio = studio
         g.tenant_token = tenancy.enter(studio.id)
+
+    @bp.teardown_request
+    def _end_reads(_error):
+        if g.pop("autocommit_reads", False):  # hand the connection back now, its transaction mode restored
+            db.session.rollback()
 
     @bp.url_defaults
     def _default_slug(_endpoint, values):
@@ -47,6 +60,12 @@ def studio_version() -> tuple:
     the configuration and calendar versions that each publish and each catalogue or calendar change raise."""
     studio = g.studio
     return tuple(getattr(studio, column.key) for column in Studio.__table__.columns)
+
+
+def bookings_stamp() -> tuple:
+    """`studio_version` and the studio's bookings version: what an answer with free times depends on besides its
+    URL and the clock (`portal.http.public(reuse=...)`)."""
+    return (*studio_version(), g.studio.bookings_version)
 
 
 def login_required_here():

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from portal.extensions import db
 from portal.models.base import TenantMixin, TimestampMixin, str_enum
+from portal.models.studios import Studio
 
 
 class ResourceKind(str, enum.Enum):
@@ -31,6 +32,19 @@ class Resource(TenantMixin, TimestampMixin, db.Model):
         nullable=False)
     capacity_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=480)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    #: Raised by the database on every change of this resource's bookings (migration 0012), never written here.
+    bookings_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+
+
+_resource_columns = Resource.__table__.c
+#: The sum of its resources' bookings versions: it grows whenever any booking of the studio changes (a resource's
+#: removal also raises `calendar_version`, so the pair never repeats). Loaded only where asked for
+#: (`undefer`), by a subquery on the studio's own row: a Core subquery, outside the tenancy filter, since the
+#: studio is being resolved when it runs.
+Studio.bookings_version = column_property(
+    select(func.coalesce(func.sum(_resource_columns.bookings_version), 0))
+    .where(_resource_columns.studio_id == Studio.__table__.c.id).scalar_subquery(),
+    deferred=True)
 
 
 class Package(TenantMixin, TimestampMixin, db.Model):

@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, or_, select
 
-from portal import formatting
+from portal import formatting, freshness
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Package, Resource, Studio
 from portal.services import slots, studio_cache
@@ -42,7 +42,9 @@ def find_resource(studio: Studio, resource_slug: str) -> studio_cache.CachedReso
 
 def booking_window(studio: Studio, now: datetime) -> tuple[date, date]:
     """First and last studio-local dates a student may book on."""
-    today = now.astimezone(studio.tz).date()
+    tz = studio.tz
+    today = now.astimezone(tz).date()
+    freshness.limit(datetime.combine(today + timedelta(days=1), time.min, tz).astimezone(timezone.utc))
     return today, today + timedelta(days=studio.booking_horizon_days)
 
 
@@ -100,8 +102,10 @@ def inputs(studio: Studio, resource: Resource, first_day: date, last_day: date, 
     if blackouts is None:
         blackouts = studio_cache.blackout_query(studio.id, resource.id, span_start, span_end)
     rows = db.session.execute(_LIVE_SPANS, {"studio_id": studio.id, "resource_id": resource.id, "now": now,
-                                            "span_start": span_start, "span_end": span_end})
-    busy = [slots.Interval(start, until) for start, until in rows]
+                                            "span_start": span_start, "span_end": span_end}).all()
+    # A hold's time is free again when it expires: the answer holds until the first of them does.
+    freshness.limit(min((expires for _, _, status, expires in rows if status == BookingStatus.HELD), default=None))
+    busy = [slots.Interval(start, until) for start, until, _, _ in rows]
     return rules, blackouts, busy
 
 
@@ -109,7 +113,7 @@ _bookings = Booking.__table__.c
 #: The live bookings of a resource overlapping a span: the one query an availability answer makes. Built once, on
 #: the table's columns (a Core statement: no ORM compilation per request), so it names its studio itself: the
 #: tenancy hook filters ORM queries only.
-_LIVE_SPANS = select(_bookings.start_at, _bookings.occupied_until).where(
+_LIVE_SPANS = select(_bookings.start_at, _bookings.occupied_until, _bookings.status, _bookings.hold_expires_at).where(
     _bookings.studio_id == bindparam("studio_id"), _bookings.resource_id == bindparam("resource_id"),
     or_(_bookings.status == BookingStatus.CONFIRMED,
         and_(_bookings.status == BookingStatus.HELD, _bookings.hold_expires_at > bindparam("now"))),
@@ -128,13 +132,17 @@ def free_slots(studio: Studio, offer: Offer, first_day: date, last_day: date, no
     if last_day < first_day or not studio.active:  # a suspended studio offers no times
         return {}
     rules, blackouts, busy = inputs(studio, offer.resource, first_day, last_day, now)
-    return slots.free_slots_range(
+    notice = timedelta(minutes=studio.min_notice_minutes)
+    found = slots.free_slots_range(
         tz=studio.tz, first_day=first_day, last_day=last_day, rules=rules, blackouts=blackouts,
         busy=[] if ignore_bookings else busy,
         duration=timedelta(minutes=offer.package.duration_minutes), buffer=studio.buffer,
-        notice=timedelta(minutes=studio.min_notice_minutes), step=timedelta(minutes=studio.slot_interval_minutes),
-        now=now,
+        notice=notice, step=timedelta(minutes=studio.slot_interval_minutes), now=now,
     )
+    # The first time shown drops out when it comes within the notice period (a later one cannot go first).
+    earliest = next((starts[0] for starts in found.values() if starts), None)
+    freshness.limit(None if earliest is None else earliest - notice)
+    return found
 
 
 def free_slots_on(studio: Studio, offer: Offer, day: date, now: datetime) -> list[datetime]:

@@ -70,7 +70,9 @@ def test_upgrade_from_empty_builds_every_table_and_the_overlap_guard(fresh_datab
         else:
             triggers = db.session.execute(text(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")).scalars().all()
-            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update", "credit_ledger_no_update"]
+            assert triggers == ["bookings_no_overlap_insert", "bookings_no_overlap_update",
+                                "bookings_version_delete", "bookings_version_insert", "bookings_version_update",
+                                "credit_ledger_no_update"]
         db.session.remove()
         db.engine.dispose()
 
@@ -185,5 +187,63 @@ def test_the_booking_totals_start_from_the_bookings_there_are(fresh_database, tm
         assert {day.isoformat(): count for (day, _r, _p), count in days.items()} == {"2026-06-01": 1,
                                                                                       "2026-06-02": 1}
         assert (totals, days) == booking_totals.recount()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("fresh_database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_the_database_raises_a_resources_bookings_version_on_every_change_of_its_bookings(fresh_database, tmp_path):
+    app = _app(fresh_database, tmp_path)
+    postgres = fresh_database.startswith("postgresql")
+    stamp = "+00:00" if postgres else ""
+    with app.app_context():
+        upgrade()
+        for statement in STUDIO_ROWS:
+            db.session.execute(text(statement), {"at": "2026-06-01 12:00:00" + stamp})
+        db.session.execute(text(
+            "INSERT INTO resources (id, slug, name, kind, capacity_minutes, active, studio_id, created_at) VALUES "
+            "(2, 'drums', 'Drums', 'room', 480, true, 1, :at)"), {"at": "2026-06-01 12:00:00" + stamp})
+        db.session.commit()
+
+        def versions() -> dict[int, int]:
+            return dict(db.session.execute(text("SELECT id, bookings_version FROM resources")).all())
+
+        def changed(statement: str, **values) -> dict[int, int]:
+            before = versions()
+            db.session.execute(text(statement), values)
+            db.session.commit()
+            after = versions()
+            return {rid: after[rid] - before[rid] for rid in after}
+
+        inserted = changed(
+            "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, "
+            "status, hold_expires_at, price_minor, currency, updated_at, studio_id, created_at) VALUES "
+            "(1, 1, 1, 1, :start, :end, :end, 'held', :expires, 6500, 'usd', :start, 1, :start)",
+            start="2026-06-02 15:00:00" + stamp, end="2026-06-02 16:00:00" + stamp,
+            expires="2026-06-01 12:30:00" + stamp)
+        assert inserted == {1: 1, 2: 0}
+        assert changed("UPDATE bookings SET status = 'confirmed' WHERE id = 1")[1] >= 1
+        assert changed("UPDATE bookings SET updated_at = updated_at WHERE id = 1") == {1: 0, 2: 0}
+        moved = changed("UPDATE bookings SET resource_id = 2 WHERE id = 1")
+        assert moved[1] >= 1 and moved[2] >= 1  # the time is free on one and taken on the other
+        assert changed("DELETE FROM bookings WHERE id = 1") == {1: 0, 2: 1}
+        if postgres:  # raised when the transaction commits, so a waiting writer never holds the row lock
+            db.session.execute(text("UPDATE resources SET bookings_version = 0"))
+            db.session.commit()
+            db.session.execute(text(
+                "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, "
+                "status, price_minor, currency, updated_at, studio_id, created_at) VALUES "
+                "(2, 1, 1, 1, :start, :end, :end, 'confirmed', 6500, 'usd', :start, 1, :start)"),
+                {"start": "2026-06-03 15:00:00" + stamp, "end": "2026-06-03 16:00:00" + stamp})
+            assert versions()[1] == 0
+            db.session.execute(text(
+                "INSERT INTO bookings (id, student_id, package_id, resource_id, start_at, end_at, occupied_until, "
+                "status, price_minor, currency, updated_at, studio_id, created_at) VALUES "
+                "(3, 1, 1, 1, :start, :end, :end, 'confirmed', 6500, 'usd', :start, 1, :start)"),
+                {"start": "2026-06-04 15:00:00" + stamp, "end": "2026-06-04 16:00:00" + stamp})
+            db.session.commit()
+            assert versions()[1] == 1  # once per transaction: a bulk load does not rewrite the row per booking
+            assert changed("UPDATE bookings SET status = 'cancelled' WHERE id = 2") == {1: 1, 2: 0}
         db.session.remove()
         db.engine.dispose()

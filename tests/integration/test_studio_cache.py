@@ -159,7 +159,7 @@ def test_every_change_is_seen_on_the_next_request_of_either_worker(workers):
     for base in bases:
         assert _day_slots(base, day) == [local("10:00").isoformat(), local("11:00").isoformat()]
 
-    # A booking (bookings are never cached: each answer reads them).
+    # A booking (a kept answer is checked against the bookings version the database raises).
     with changing(app) as studio:
         student = make_user("student@example.com", roles=[(studio, Role.STUDENT)])
         package = db.session.scalar(select(Package).where(Package.slug == "lesson-60"))

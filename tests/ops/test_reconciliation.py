@@ -284,6 +284,7 @@ def test_the_must_be_empty_queries_find_what_the_database_normally_forbids(app, 
     finally:
         with within(app):
             db.session.execute(text("DELETE FROM bookings WHERE id > :id"), {"id": booking_id})
+            db.session.commit()  # its bookings-version trigger runs at commit: ALTER TABLE waits for that
             for statement in trigger_or_constraint["create"]:
                 db.session.execute(text(statement))
             db.session.commit()
