@@ -173,7 +173,7 @@ class DatabaseGauges:
             with self.app.app_context():
                 now = utcnow()
                 backlog = reconciliation.webhook_backlog()
-                overview = {name: reconciliation.summarize(name, now) for name in RECONCILIATION_GAUGES}
+                overview = reconciliation.summaries(RECONCILIATION_GAUGES, now)
                 figures = stats.booking_stats(now)
         except Exception:
             log.exception("database gauges unavailable")

@@ -53,6 +53,10 @@ class Booking(TenantMixin, TimestampMixin, db.Model):
         # The held bookings, a few among millions (paid but unconfirmed starts from them).
         Index("ix_bookings_held", "id", postgresql_where=text("status = 'held'"),
               sqlite_where=text("status = 'held'")),
+        # The held bookings by expiry: the unreleased-holds check (at every metrics scrape) finds the few long
+        # expired ones without reading the others.
+        Index("ix_bookings_hold_expiry", "hold_expires_at", postgresql_where=text("status = 'held'"),
+              sqlite_where=text("status = 'held'")),
         # Covers the metrics' live bookings starting soon (holds, lessons not over), so a scrape reads no rows.
         Index("ix_bookings_status_start", "status", "start_at",
               postgresql_include=["resource_id", "end_at", "hold_expires_at"]),

@@ -77,14 +77,18 @@ def _unresolved(query: str, entity: str, id_column, changed_column):
 def _paid_unconfirmed(now: datetime) -> Select:
     # Paid here but the booking still only held (cannot happen but through a failure between the two), and paid
     # at Stripe (a stored paid-session event) while the payment here is still waiting or already gave up. Each part
-    # names the payment and since when; the payment's own columns are read once, for the payments found.
-    paid_here = (select(Payment.id.label("id"), Payment.paid_at.label("since"))
+    # names the payment, its columns and since when; a payment found by two parts is listed once, from the earliest.
+    # (Each part reads the payment's columns itself: joining the parts back to `payments` had the planner hash the
+    # whole table.)
+    shown = (Payment.id, Payment.studio_id, Payment.booking_id, Payment.amount_minor, Payment.currency,
+             Payment.status, Payment.checkout_session_id, Payment.updated_at)
+    paid_here = (select(*shown, Payment.paid_at.label("since"))
                  .join(Booking, Booking.id == Payment.booking_id)
                  .where(Booking.status == BookingStatus.HELD, Payment.status == PaymentStatus.PAID,
                         Payment.flag.is_(None), Payment.paid_at < now - STUCK_AFTER))
 
     def paid_there(*where):
-        return (select(Payment.id.label("id"), WebhookEvent.received_at.label("since"))
+        return (select(*shown, WebhookEvent.received_at.label("since"))
                 .join(WebhookEvent, WebhookEvent.object_id == Payment.checkout_session_id)
                 .where(WebhookEvent.received_at < now - STUCK_AFTER, *where))
 
@@ -96,12 +100,11 @@ def _paid_unconfirmed(now: datetime) -> Select:
     lapsed = paid_there(WebhookEvent.status.in_(BACKLOG_STATUSES), WebhookEvent.type.in_(PAID_SESSION_EVENTS),
                         Payment.status.in_((PaymentStatus.EXPIRED, PaymentStatus.FAILED)))
     found = union_all(paid_here, waiting, delayed, lapsed).subquery()
-    return (select(Payment.id.label("id"), Payment.studio_id.label("studio_id"), func.min(found.c.since).label("since"),
-                   Payment.booking_id, Payment.amount_minor, Payment.currency, Payment.status,
-                   Payment.checkout_session_id)
-            .join(found, found.c.id == Payment.id)
-            .where(_unresolved("paid_unconfirmed", "payment", Payment.id, Payment.updated_at))
-            .group_by(Payment.id))  # the payment's other columns depend on its id
+    columns = [found.c[column.key] for column in shown]
+    return (select(found.c.id.label("id"), found.c.studio_id.label("studio_id"),
+                   func.min(found.c.since).label("since"), *columns[2:-1])
+            .where(_unresolved("paid_unconfirmed", "payment", found.c.id, found.c.updated_at))
+            .group_by(*columns))
 
 
 def _packs_paid_uncredited(now: datetime) -> Select:
@@ -304,9 +307,19 @@ def _without_parallel_workers(full: bool):
 
 
 def summarize(name: str, now: datetime, **filters) -> Summary:
-    found = _filtered(QUERIES[name], now, **filters)
     with tenancy.all_tenants(), _without_parallel_workers(filters.get("full", False)):
-        count, oldest = db.session.execute(select(func.count(), func.min(found.c.since))).one()
+        return _summary(name, now, **filters)
+
+
+def summaries(names, now: datetime, *, full: bool = False) -> dict[str, Summary]:
+    """`summarize` for each of `names`, with the planner settings made once for all of them."""
+    with tenancy.all_tenants(), _without_parallel_workers(full):
+        return {name: _summary(name, now, full=full) for name in names}
+
+
+def _summary(name: str, now: datetime, **filters) -> Summary:
+    found = _filtered(QUERIES[name], now, **filters)
+    count, oldest = db.session.execute(select(func.count(), func.min(found.c.since))).one()
     return Summary(name, count, round((now - oldest).total_seconds(), 1) if oldest is not None else None)
 
 
@@ -327,7 +340,7 @@ def items(name: str, now: datetime, *, offset: int = 0, limit: int = 50, **filte
 
 def overview(now: datetime, *, full: bool = False) -> dict[str, Summary]:
     """Every query's count and oldest age; `full` runs the must-be-empty checks over all rows, not recent ones."""
-    return {name: summarize(name, now, full=full) for name in QUERIES}
+    return summaries(QUERIES, now, full=full)
 
 
 def failing(overview_: dict[str, Summary]) -> list[str]:
