@@ -35,10 +35,13 @@ class Counted:
         return self.start_at.astimezone(timezone.utc).date()
 
 
+#: The booking's columns that make up its `Counted`, in order (for an UPDATE's RETURNING, saving a read).
+COUNTED_COLUMNS = (Booking.studio_id, Booking.resource_id, Booking.package_id, Booking.start_at)
+
+
 def where_counted(booking_id: int) -> Counted:
     """Read under the row lock of the change just made (or about to be made) to the booking."""
-    row = db.session.execute(select(Booking.studio_id, Booking.resource_id, Booking.package_id, Booking.start_at)
-                             .where(Booking.id == booking_id)).one()
+    row = db.session.execute(select(*COUNTED_COLUMNS).where(Booking.id == booking_id)).one()
     return Counted(*row)
 
 
