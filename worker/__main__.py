@@ -20,6 +20,8 @@ import threading
 
 from portal import create_app, dispatch, metrics
 
+log = logging.getLogger("portal.worker")
+
 
 def _worker_classes():
     from rq import SimpleWorker
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="jobs run at once in this process (default: WORKER_THREADS, else 1)")
+    parser.add_argument("--rq-log-level", default="WARNING", help="RQ's own log level (INFO: four lines per job)")
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="serve this process's metrics on this port (for workers on hosts without a web "
                              "process; see dashboards/prometheus/scrape.example.yml)")
@@ -65,6 +68,9 @@ def main(argv=None) -> int:
     app = create_app()
     if app.config["PORTAL_SETTINGS"].log_format == "text":  # json: create_app installed the JSON handler
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Per job, RQ would add four log lines and the Stripe SDK two per call to the portal's own line per job (which
+    # has the job's id, outcome and duration): a cost on every job for nothing a failure does not log anyway.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     dispatcher = app.extensions["dispatcher"]
     if not isinstance(dispatcher, dispatch.RQDispatcher):
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")
@@ -84,7 +90,7 @@ def main(argv=None) -> int:
 
     def run(sibling):
         with app.app_context():
-            sibling.work(burst=args.burst, logging_level="INFO")
+            sibling.work(burst=args.burst, logging_level=args.rq_log_level)
 
     running = [threading.Thread(target=run, args=(s,), name=f"rq-worker-{n}", daemon=True)
                for n, s in enumerate(siblings, start=1)]
@@ -95,8 +101,9 @@ def main(argv=None) -> int:
         worker.siblings = siblings
         for thread in running:
             thread.start()
+        log.info("worker %s: %d thread(s) on queue %s", worker.name, threads, dispatcher.queue.name)
         try:
-            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+            worker.work(burst=args.burst, with_scheduler=True, logging_level=args.rq_log_level)
         finally:
             stop.set()
             for sibling in siblings:  # the main worker stopped (or the queue ran dry): the others follow
