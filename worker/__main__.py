@@ -1,4 +1,4 @@
-"""Run RQ workers for the portal's queue inside an app context, plus the periodic sweeps.
+"""Run RQ workers for the portal's queues inside an app context, plus the periodic sweeps.
 
     REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgresql://... python -m worker [--burst] [--threads N]
 
@@ -10,6 +10,9 @@ Processing a webhook is mostly waiting for Stripe's answer, so one process can r
 context (hence its own database session) and its own RQ registration. The main thread's worker handles the
 signals and the scheduler, and asks the others to stop with it (a warm stop lets running jobs finish). Job
 timeouts use a timer on the job's thread instead of SIGALRM, which only the main thread can receive.
+
+Every worker takes jobs from the main queue first and from the mail queue only when the main one is empty
+(`portal.dispatch.MAIL_QUEUE_NAME`): a payment is confirmed before the mails of earlier payments are sent.
 """
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
     if args.metrics_port:
         metrics.serve_worker_metrics(args.metrics_port)
     stop = threading.Event()
-    siblings = [thread_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(n))
+    siblings = [thread_worker_class(dispatcher.queues, connection=dispatcher.queue.connection, name=named(n))
                 for n in range(1, threads)]
 
     def run(sibling):
@@ -97,11 +100,12 @@ def main(argv=None) -> int:
     with app.app_context():
         if args.sweep_interval > 0 and not args.burst:
             dispatch.start_sweeper(app, args.sweep_interval, stop)
-        worker = main_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(0))
+        worker = main_worker_class(dispatcher.queues, connection=dispatcher.queue.connection, name=named(0))
         worker.siblings = siblings
         for thread in running:
             thread.start()
-        log.info("worker %s: %d thread(s) on queue %s", worker.name, threads, dispatcher.queue.name)
+        log.info("worker %s: %d thread(s) on queues %s", worker.name, threads,
+                 ", ".join(queue.name for queue in dispatcher.queues))
         try:
             worker.work(burst=args.burst, with_scheduler=True, logging_level=args.rq_log_level)
         finally:
