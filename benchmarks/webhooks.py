@@ -1,8 +1,9 @@
 """Stripe webhooks end to end: how fast gunicorn acknowledges them, and how long a payment takes to confirm a booking.
 
 Real PostgreSQL (throwaway `portal_benchwh_<pid>` on BENCH_POSTGRES_URL's server, default
-postgresql://postgres@127.0.0.1:5432/test, dropped at the end also on errors, Ctrl-C and SIGTERM), Redis db 12
-(flushed before and after), `gunicorn -w 4` (PORTAL_ENV=production), `python -m worker`; the Stripe stand-in runs here.
+postgresql://postgres@127.0.0.1:5432/test, dropped at the end also on errors, Ctrl-C and SIGTERM), Redis db 12 (or
+--redis-db; flushed before and after), `gunicorn -w 4` (PORTAL_ENV=production), `python -m worker`; the Stripe
+stand-in runs here, delivering up to --standin-senders webhooks at once (Stripe delivers concurrently too).
 
 1. acknowledgement   N distinct signed `customer.created` events POSTed to /webhooks/stripe by C client threads, no
    worker running. Per-request latency as the client sees it: with C > 4 it includes waiting for a free gunicorn
@@ -12,9 +13,14 @@ postgresql://postgres@127.0.0.1:5432/test, dropped at the end also on errors, Ct
    sends only the event types the portal handles. Run with 1 worker, then 2, fresh bookings each. The p50 split,
    from webhook_events' timestamps: deliver = pay -> webhook received; queue = received -> job started (enqueue,
    RQ wait); work = job started -> seen confirmed (incl. re-fetching the session, and up to one poll interval).
+3. throughput        D bookings paid with no worker running (their events stored and queued), then 2 worker
+   processes drain the queue: events/s from the first job's start to the last booking seen confirmed, and steady:
+   the rate of the middle 80% of job starts (without one process's start-up and the last stragglers).
+4. stand-in ceiling  Checkout Session retrievals (what a worker asks Stripe per event) from 8 client threads: the
+   most the stand-in answers per second here. Part 3 must stay well below it, or the stand-in is what is measured.
 Read p95/max against p50: a wide gap is queueing; a large `queue` means the workers cannot keep up with --rate.
 Run: .venv/bin/python -m benchmarks.webhooks [--events 2000] [--concurrency 16] [--bookings 100] [--rate 20]
-     [--worker-threads 1] [--json]
+     [--worker-threads 1] [--drain 600] [--standin-senders 8] [--redis-db 12] [--json]
 """
 from __future__ import annotations
 
@@ -50,7 +56,7 @@ from portal.payments import get_provider
 from portal.services import bookings, checkout, configuration, fulfilment
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_BASE = "redis://127.0.0.1:6379"
 RESOURCES, OPEN, CLOSE = 5, 8, 20  # a UTC studio, 30-minute lessons back to back (no buffer): 120 slots a day
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -219,17 +225,76 @@ def pay_and_time(standin_base: str, database_url: str, pairs, rate: float, timeo
                for i, part in enumerate(("deliver", "queue", "work"))}}
 
 
+def start_workers(n: int, args: argparse.Namespace, env: dict, tmp: str) -> list[subprocess.Popen]:
+    return [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0", "--threads", str(args.worker_threads)],
+                       env, f"{tmp}/worker.log") for _ in range(n)]
+
+
+def drain(app, studio_id: int, slots, standin_base: str, database_url: str, args, env: dict, tmp: str,
+          procs: list) -> dict:
+    """Pay D bookings with no worker running, wait until their events are stored and queued, then time 2 worker
+    processes emptying the queue."""
+    with app.app_context():
+        pairs = hold_and_checkout(studio_id, slots, args.drain, "drain")
+    booking_ids = [booking_id for booking_id, _ in pairs]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda pair: post_json(f"{standin_base}/_standin/checkout/sessions/{pair[1]}/pay",
+                                             {"outcome": "pay"}), pairs))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        def count(sql: str) -> int:
+            return conn.execute(sql, (booking_ids,)).fetchone()[0]
+
+        stored_sql = ("SELECT count(*) FROM webhook_events e JOIN payments p ON p.checkout_session_id = e.object_id "
+                      "WHERE p.booking_id = ANY(%s) AND e.type = 'checkout.session.completed'")
+        wait_until(lambda: count(stored_sql) >= len(pairs), "the drain's events stored", timeout=120)
+        group = start_workers(2, args, env, tmp)
+        procs.extend(group)
+        confirmed_sql = "SELECT count(*) FROM bookings WHERE id = ANY(%s) AND status = 'confirmed'"
+        wait_until(lambda: count(confirmed_sql) >= len(pairs), "the drain's bookings confirmed", group[0],
+                   timeout=args.timeout + 60)
+        done = clock.time()
+        starts = sorted(row[0].timestamp() for row in conn.execute(
+            "SELECT e.processed_at FROM webhook_events e JOIN payments p ON p.checkout_session_id = e.object_id "
+            "WHERE p.booking_id = ANY(%s) AND e.processed_at IS NOT NULL", (booking_ids,)))
+    stop_procs(group)
+    seconds = done - starts[0]
+    # The middle 80% of job starts: the rate once both processes run, without one's start-up or the last stragglers.
+    low, high = starts[len(starts) // 10], starts[len(starts) * 9 // 10]
+    steady = (len(starts) * 9 // 10 - len(starts) // 10) / (high - low) if high > low else math.nan
+    return {"events": len(pairs), "workers": 2, "threads": args.worker_threads, "seconds": round(seconds, 2),
+            "events_per_s": round(len(pairs) / seconds, 1), "steady_events_per_s": round(steady, 1)}
+
+
+def standin_ceiling(app, session_ids: list[str], threads: int = 8, calls: int = 2000) -> dict:
+    """Checkout Session retrievals through the portal's own Stripe client, from `threads` threads at once."""
+    with app.app_context():
+        provider = get_provider()
+    each = max(1, calls // threads)
+
+    def client(n: int) -> None:
+        for i in range(each):
+            provider.retrieve_checkout_session(session_ids[(n * each + i) % len(session_ids)])
+
+    t0 = clock.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(client, range(threads)))
+    seconds = clock.perf_counter() - t0
+    return {"calls": each * threads, "threads": threads, "calls_per_s": round(each * threads / seconds, 1)}
+
+
 def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
-    secret, cache = "whsec_" + secrets.token_hex(24), redis.Redis.from_url(REDIS_URL)
+    redis_url = f"{REDIS_BASE}/{args.redis_db}"
+    secret, cache = "whsec_" + secrets.token_hex(24), redis.Redis.from_url(redis_url)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base, report, procs = f"http://127.0.0.1:{port}", {"database": database_url.rsplit("/", 1)[1]}, []
+    base, procs = f"http://127.0.0.1:{port}", []
+    report = {"database": database_url.rsplit("/", 1)[1], "redis_db": args.redis_db}
     cache.flushdb()
     standin, standin_base = stripe_standin.start_server(port=0)
     try:
         env = {**os.environ, "PORTAL_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
-               "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "STRIPE_SECRET_KEY": "sk_test_bench",
+               "DATABASE_URL": database_url, "REDIS_URL": redis_url, "STRIPE_SECRET_KEY": "sk_test_bench",
                "STRIPE_API_BASE": standin_base, "STRIPE_WEBHOOK_SECRETS": secret, "STRIPE_WEBHOOK_SECRET": "",
                "PORTAL_INSTANCE_PATH": tmp, "SMTP_HOST": "",  # mail goes to .eml files in tmp
                "PORTAL_BASE_URL": "https://portal.bench.invalid"}  # production requires one (links in mail only)
@@ -251,13 +316,12 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
         handled = fulfilment.SESSION_EVENTS | fulfilment.REFUND_EVENTS
         post_json(f"{standin_base}/_standin/webhook", {"url": f"{base}/webhooks/stripe", "secret": secret,
                                                        "enabled_events": sorted(handled)})
+        post_json(f"{standin_base}/_standin/config", {"senders": args.standin_senders})
         slots = all_slots(datetime.now(timezone.utc).date() + timedelta(days=2))
         for workers in (1, 2):
             with app.app_context():
                 pairs = hold_and_checkout(studio_id, slots, args.bookings, f"w{workers}")
-            group = [start_proc([sys.executable, "-m", "worker", "--sweep-interval", "0",
-                                 "--threads", str(args.worker_threads)], env, f"{tmp}/worker.log")
-                     for _ in range(workers)]
+            group = start_workers(workers, args, env, tmp)
             procs.extend(group)
             wait_until(lambda count=workers * args.worker_threads: Worker.count(connection=cache) >= count,
                        f"{workers} RQ worker process(es)",
@@ -266,6 +330,10 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
                 "workers": workers, "rate_per_s": args.rate,
                 **pay_and_time(standin_base, database_url, pairs, args.rate, args.timeout)}
             stop_procs(group)
+        cache.flushdb()  # the confirmation mails left queued would only delay part 3
+        if args.drain:
+            report["drain"] = drain(app, studio_id, slots, standin_base, database_url, args, env, tmp, procs)
+        report["standin"] = standin_ceiling(app, [session_id for _, session_id in pairs])
         return report
     except BaseException:
         for log in sorted(Path(tmp).glob("*.log")):
@@ -279,7 +347,8 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
 
 def print_table(report: dict, out) -> None:
     a = report["ack"]
-    print(f"[db {report['database']}, gunicorn -w 4, Redis db 12]\n\n1. acknowledgement: {a['events']} events from "
+    print(f"[db {report['database']}, gunicorn -w 4, Redis db {report['redis_db']}]\n\n"
+          f"1. acknowledgement: {a['events']} events from "
           f"{a['concurrency']} threads in {a['seconds']} s = {a['events_per_s']} events/s\n   latency ms: p50 "
           f"{a['p50_ms']}  p95 {a['p95_ms']}  p99 {a['p99_ms']}  max {a['max_ms']}\n   non-200: "
           f"{sum(a['non_200'].values())} {a['non_200'] or ''}  stored rows: {a['stored']} {a['stored_by_status']}"
@@ -290,6 +359,14 @@ def print_table(report: dict, out) -> None:
         print(f"   {r['workers']:>7}{r['n']:>5}{r['p50_ms']:>8}{r['p95_ms']:>8}{r['max_ms']:>8}{r['unconfirmed']:>9}"
               f"{r['deliver_p50_ms']:>10}{r['queue_p50_ms']:>8}{r['work_p50_ms']:>8}   (paid at {r['rate_per_s']}/s)",
               file=out)
+    if "drain" in report:
+        d = report["drain"]
+        print(f"\n3. throughput: {d['events']} queued events drained by {d['workers']} worker processes "
+              f"({d['threads']} threads each) in {d['seconds']} s = {d['events_per_s']} events/s (steady "
+              f"{d['steady_events_per_s']}/s)", file=out)
+    c = report["standin"]
+    print(f"\n4. stand-in ceiling: {c['calls']} Checkout Session retrievals from {c['threads']} threads = "
+          f"{c['calls_per_s']} calls/s", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="jobs each worker process runs at once (python -m worker --threads)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for confirmations after paying")
+    parser.add_argument("--drain", type=int, default=600, help="events drained by 2 workers in part 3 (0: skip)")
+    parser.add_argument("--standin-senders", type=int, default=8, help="webhooks the stand-in delivers at once")
+    parser.add_argument("--redis-db", type=int, default=12, help="Redis database to use (flushed before and after)")
     parser.add_argument("--json", action="store_true", help="JSON on stdout (the table then goes to stderr)")
     args = parser.parse_args(argv)
     if min(args.events, args.concurrency, args.bookings) < 1 or args.rate <= 0:

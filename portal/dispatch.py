@@ -19,6 +19,10 @@ from portal import logs, tracing
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "portal"
+#: Booking mail waits here, behind `QUEUE_NAME`: workers take a job from it only when the main queue is empty, so a
+#: burst of payments is confirmed first and its confirmation mails follow (each send costs as much as a payment).
+MAIL_QUEUE_NAME = "portal-mail"
+MAIL_JOBS = frozenset({"send_notification"})
 JOBS = {
     "process_webhook_event": "portal.jobs.webhooks.process_webhook_event",
     "release_expired_holds": "portal.jobs.sweeps.release_expired_holds",
@@ -53,20 +57,29 @@ class RQDispatcher:
     def __init__(self, redis_url: str, retry_delays: tuple[int, ...]):
         self.redis_url = redis_url
         self.retry_delays = retry_delays
-        self._queue = None
+        self._queues = None
 
     @property
-    def queue(self):
-        if self._queue is None:
+    def queues(self) -> list:
+        """The queues in the order workers take jobs from them: the main one, then mail."""
+        if self._queues is None:
             from redis import Redis
             from rq import Queue
 
             connection = Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
-            self._queue = Queue(QUEUE_NAME, connection=connection)
-        return self._queue
+            self._queues = [Queue(QUEUE_NAME, connection=connection),
+                            Queue(MAIL_QUEUE_NAME, connection=connection)]
+        return self._queues
+
+    @property
+    def queue(self):
+        return self.queues[0]
 
     def depth(self) -> int:
-        return self.queue.count
+        return sum(self.depths().values())
+
+    def depths(self) -> dict[str, int]:
+        return {queue.name: queue.count for queue in self.queues}
 
     def enqueue(self, name: str, *args) -> None:
         from redis.exceptions import RedisError
@@ -74,7 +87,7 @@ class RQDispatcher:
 
         retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
         try:
-            self.queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
+            self.queues[name in MAIL_JOBS].enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
                                failure_ttl=7 * 86400,
                                meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
         except RedisError as error:
@@ -95,6 +108,9 @@ class InProcessDispatcher:
         """Jobs waiting: queued on the pool or for a retry (running ones included; the pool is small)."""
         with self._lock:
             return len(self._pending)
+
+    def depths(self) -> dict[str, int]:
+        return {QUEUE_NAME: self.depth()}
 
     def enqueue(self, name: str, *args) -> None:
         self._submit(name, args, attempt=1, request_id=logs.current_request_id(), trace=tracing.carrier())

@@ -202,11 +202,10 @@ class DatabaseGauges:
     def _add_queue_depth(self, family) -> None:
         """RQ's queue length with Redis; the in-process pool's waiting jobs on the embedded default. Left out (not
         reported as zero) while Redis does not answer: `/readyz` and the backlog alerts say so."""
-        from portal.dispatch import QUEUE_NAME
-
         dispatcher = self.app.extensions.get("dispatcher")
         try:
-            family.add_metric([QUEUE_NAME], dispatcher.depth())
+            for name, depth in dispatcher.depths().items():
+                family.add_metric([name], depth)
         except Exception:
             log.warning("queue depth unavailable", exc_info=True)
 

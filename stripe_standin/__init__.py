@@ -25,7 +25,7 @@ Control API (JSON, no auth, loopback only; GET routes also accept POST):
 * ``GET  /_standin/health`` and ``GET|POST /_standin/config`` (webhook ``url``,
   ``secret``, ``enabled_events``, ``max_attempts``, ``initial_delay``,
   ``backoff_factor``, ``max_delay``, ``timeout``, ``duplicates``,
-  ``out_of_order``, ``paused``, plus ``async_delay``)
+  ``out_of_order``, ``paused``, ``senders`` (deliveries at once), plus ``async_delay``)
 * ``POST /_standin/webhook`` ``{"url", "secret", "enabled_events"}``
 * ``POST /_standin/webhooks/duplicates`` ``{"count": N}``;
   ``/webhooks/out_of_order`` ``{"enabled": bool}``; ``/webhooks/flush``;

@@ -179,7 +179,7 @@ def start_server(port: int = 0, host: str = "127.0.0.1", **opts: Any) -> tuple[S
     (require this exact key), ``api_version``, ``async_delay``, ``tick``,
     ``verbose``, ``public_url`` and the webhook settings ``enabled_events``,
     ``max_attempts``, ``initial_delay``, ``backoff_factor``, ``max_delay``,
-    ``timeout``, ``duplicates``, ``out_of_order``, ``paused``.
+    ``timeout``, ``duplicates``, ``out_of_order``, ``paused``, ``senders``.
     """
     if "webhook_url" in opts:
         opts["url"] = opts.pop("webhook_url")

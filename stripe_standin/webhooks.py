@@ -18,7 +18,7 @@ from typing import Any, Optional
 DEFAULTS: dict[str, Any] = {
     "url": None, "secret": None, "enabled_events": ["*"], "max_attempts": 5,
     "initial_delay": 0.5, "backoff_factor": 2.0, "max_delay": 30.0, "timeout": 5.0,
-    "duplicates": 1, "out_of_order": False, "paused": False,
+    "duplicates": 1, "out_of_order": False, "paused": False, "senders": 1,
 }
 
 
@@ -38,7 +38,12 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 
 class Dispatcher:
-    """Queues events and POSTs them to the configured endpoint with retries."""
+    """Queues events and POSTs them to the configured endpoint with retries.
+
+    ``senders`` deliveries are in flight at once (one by default, so tests see events in the order they
+    happened). Stripe itself delivers concurrently: a load test raises it, or one slow answer from the endpoint
+    would hold back every event behind it and the stand-in, not the endpoint, would set the pace.
+    """
 
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(DEFAULTS)
@@ -51,8 +56,17 @@ class Dispatcher:
         self._inflight = 0
         self.generation = 0
         self.reset()
-        self._thread = threading.Thread(target=self._run, name="standin-webhooks", daemon=True)
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        self._start_senders()
+
+    def _start_senders(self) -> None:
+        """One delivery thread per sender (threads are added when ``senders`` grows, never removed: a smaller
+        ``senders`` only leaves some idle)."""
+        while len(self._threads) < max(1, int(self.config["senders"])):
+            thread = threading.Thread(target=self._run, name=f"standin-webhooks-{len(self._threads) + 1}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     # -- configuration -----------------------------------------------------
     def reset(self) -> None:
@@ -73,6 +87,7 @@ class Dispatcher:
                 self.config[key] = value
             if changes.get("out_of_order") is False:
                 self._release_held()
+            self._start_senders()
             self.cond.notify_all()
             return dict(self.config)
 
@@ -135,12 +150,13 @@ class Dispatcher:
         with self.cond:
             self._stop = True
             self.cond.notify_all()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _next_job(self) -> Optional[tuple[dict, dict, int]]:
         with self.cond:
             while not self._stop:
-                if self._queue and not self.config["paused"]:
+                if self._queue and not self.config["paused"] and self._inflight < int(self.config["senders"]):
                     wait = self._queue[0][0] - time.monotonic()
                     if wait <= 0:
                         job = heapq.heappop(self._queue)[2]

@@ -1,4 +1,4 @@
-"""Run RQ workers for the portal's queue inside an app context, plus the periodic sweeps.
+"""Run RQ workers for the portal's queues inside an app context, plus the periodic sweeps.
 
     REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgresql://... python -m worker [--burst] [--threads N]
 
@@ -10,6 +10,9 @@ Processing a webhook is mostly waiting for Stripe's answer, so one process can r
 context (hence its own database session) and its own RQ registration. The main thread's worker handles the
 signals and the scheduler, and asks the others to stop with it (a warm stop lets running jobs finish). Job
 timeouts use a timer on the job's thread instead of SIGALRM, which only the main thread can receive.
+
+Every worker takes jobs from the main queue first and from the mail queue only when the main one is empty
+(`portal.dispatch.MAIL_QUEUE_NAME`): a payment is confirmed before the mails of earlier payments are sent.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import os
 import threading
 
 from portal import create_app, dispatch, metrics
+
+log = logging.getLogger("portal.worker")
 
 
 def _worker_classes():
@@ -58,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="jobs run at once in this process (default: WORKER_THREADS, else 1)")
+    parser.add_argument("--rq-log-level", default="WARNING", help="RQ's own log level (INFO: four lines per job)")
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="serve this process's metrics on this port (for workers on hosts without a web "
                              "process; see dashboards/prometheus/scrape.example.yml)")
@@ -65,6 +71,9 @@ def main(argv=None) -> int:
     app = create_app()
     if app.config["PORTAL_SETTINGS"].log_format == "text":  # json: create_app installed the JSON handler
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Per job, RQ would add four log lines and the Stripe SDK two per call to the portal's own line per job (which
+    # has the job's id, outcome and duration): a cost on every job for nothing a failure does not log anyway.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     dispatcher = app.extensions["dispatcher"]
     if not isinstance(dispatcher, dispatch.RQDispatcher):
         parser.error("REDIS_URL is not set: without Redis, jobs run inside the web process")
@@ -79,24 +88,26 @@ def main(argv=None) -> int:
     if args.metrics_port:
         metrics.serve_worker_metrics(args.metrics_port)
     stop = threading.Event()
-    siblings = [thread_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(n))
+    siblings = [thread_worker_class(dispatcher.queues, connection=dispatcher.queue.connection, name=named(n))
                 for n in range(1, threads)]
 
     def run(sibling):
         with app.app_context():
-            sibling.work(burst=args.burst, logging_level="INFO")
+            sibling.work(burst=args.burst, logging_level=args.rq_log_level)
 
     running = [threading.Thread(target=run, args=(s,), name=f"rq-worker-{n}", daemon=True)
                for n, s in enumerate(siblings, start=1)]
     with app.app_context():
         if args.sweep_interval > 0 and not args.burst:
             dispatch.start_sweeper(app, args.sweep_interval, stop)
-        worker = main_worker_class([dispatcher.queue], connection=dispatcher.queue.connection, name=named(0))
+        worker = main_worker_class(dispatcher.queues, connection=dispatcher.queue.connection, name=named(0))
         worker.siblings = siblings
         for thread in running:
             thread.start()
+        log.info("worker %s: %d thread(s) on queues %s", worker.name, threads,
+                 ", ".join(queue.name for queue in dispatcher.queues))
         try:
-            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+            worker.work(burst=args.burst, with_scheduler=True, logging_level=args.rq_log_level)
         finally:
             stop.set()
             for sibling in siblings:  # the main worker stopped (or the queue ran dry): the others follow

@@ -7,15 +7,17 @@ later); confirmation of the booking and the payment record happen in one transac
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import joinedload
 
 from portal import metrics, tenancy
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, WebhookEvent
+from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus
 from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
 from portal.services import audit, notifications, packs, refunds
@@ -50,10 +52,15 @@ def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PR
     """Take the event for processing; returns the attempt's number, or None when it is not ours to process. An
     event whose lease ran out after its last attempt (its worker died every time) is marked dead instead of being
     tried forever."""
+    taken = _take(event_id, now, max_attempts, lease)
+    return taken.attempt if taken is not None else None
+
+
+def _take(event_id: int, now: datetime, max_attempts: int, lease: timedelta) -> events.Claimed | None:
     try:
-        attempt = events.claim(event_id, now=now, max_attempts=max_attempts, lease=lease)
+        taken = events.take(event_id, now=now, max_attempts=max_attempts, lease=lease)
         db.session.commit()
-        return attempt
+        return taken
     except (IllegalTransition, NotFound):
         db.session.rollback()
     try:
@@ -66,13 +73,27 @@ def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PR
     return None
 
 
+@dataclass
+class _Event:
+    """The claimed event as processing sees it; `studio_id` is learnt on the way and written with the outcome."""
+    id: int
+    type: str
+    payload: dict
+    received_at: datetime
+    studio_id: int | None = None
+
+
 def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, max_attempts: int,
                   lease: timedelta = PROCESSING_LEASE) -> str:
-    """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow."""
-    attempt = claim(event_id, now, max_attempts, lease)
-    if attempt is None:
+    """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow.
+
+    The claim returns what processing needs (type, payload), so the event row is written three times and never
+    read: claimed, then (after the work, with the studio it turned out to be about) processed, retried or dead."""
+    taken = _take(event_id, now, max_attempts, lease)
+    if taken is None:
         return "skipped"
-    event = db.session.get(WebhookEvent, event_id)
+    attempt = taken.attempt
+    event = _Event(event_id, taken.type, taken.payload or {}, taken.received_at)
     try:
         with tenancy.all_tenants():
             outcome = _dispatch(event, provider, now)
@@ -82,10 +103,9 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
         permanent = isinstance(error, PaymentProviderError) and not isinstance(error, TransientProviderError)
         if not isinstance(error, (PaymentProviderError, OperationalError)):
             log.exception("unexpected error processing event %s", event_id)
-        return _failed(event_id, attempt, f"{type(error).__name__}: {error}", now,
-                       1 if permanent else max_attempts)
+        return _failed(event, attempt, f"{type(error).__name__}: {error}", now, 1 if permanent else max_attempts)
     try:
-        events.finish(event_id, now=now, attempt=attempt, ignored=outcome == "ignored")
+        events.finish(event_id, now=now, attempt=attempt, ignored=outcome == "ignored", studio_id=event.studio_id)
         db.session.commit()
     except IllegalTransition as superseded:  # our lease ran out and a newer attempt owns the event
         db.session.rollback()
@@ -95,27 +115,27 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
     return outcome
 
 
-def _failed(event_id: int, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
+def _failed(event: _Event, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
     metrics.webhook_events.labels("error").inc()
     try:
         if attempt >= max_attempts:
-            events.bury(event_id, now=now, attempt=attempt, error=error)
+            events.bury(event.id, now=now, attempt=attempt, error=error, studio_id=event.studio_id)
         else:
-            events.retry(event_id, now=now, attempt=attempt, error=error)
+            events.retry(event.id, now=now, attempt=attempt, error=error, studio_id=event.studio_id)
         db.session.commit()
     except IllegalTransition as superseded:
         db.session.rollback()
-        log.warning("event %s: %s", event_id, superseded.message)
+        log.warning("event %s: %s", event.id, superseded.message)
         return "superseded"
     if attempt >= max_attempts:
         metrics.webhook_events.labels("dead").inc()
-        log.error("event %s is dead after %d attempts: %s", event_id, attempt, error)
+        log.error("event %s is dead after %d attempts: %s", event.id, attempt, error)
         return "dead"
     metrics.webhook_events.labels("retry").inc()
     raise RetryLater(error)
 
 
-def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> str:
+def _dispatch(event: _Event, provider: PaymentProvider, now: datetime) -> str:
     obj = (event.payload.get("data") or {}).get("object") or {}
     if event.type in SESSION_EVENTS:
         payment = _payment_for_session(obj.get("id"))
@@ -128,11 +148,9 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
             db.session.commit()
             return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
         event.studio_id = payment.studio_id
-        payment_id, session_id = payment.id, payment.checkout_session_id
-        event_type, paid_at = event.type, _stripe_time(event)  # read now: the commit expires the loaded event
         db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
-        session = provider.retrieve_checkout_session(session_id)
-        return _apply_session_fresh(event_type, payment_id, session, provider, now, paid_at=paid_at)
+        session = provider.retrieve_checkout_session(payment.checkout_session_id)
+        return _apply_session_fresh(event.type, payment.id, session, provider, now, paid_at=_stripe_time(event))
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
     if event.type in REFUND_EVENTS:
@@ -140,10 +158,16 @@ def _dispatch(event: WebhookEvent, provider: PaymentProvider, now: datetime) -> 
     return "ignored"
 
 
-def _payment_for_session(session_id) -> Payment | None:
+def _payment_for_session(session_id):
+    """(id, studio_id, checkout_session_id) of the payment for a Checkout Session, or None."""
     if not session_id:
         return None
-    return db.session.scalar(select(Payment).where(Payment.checkout_session_id == session_id))
+    return db.session.execute(select(Payment.id, Payment.studio_id, Payment.checkout_session_id)
+                              .where(Payment.checkout_session_id == session_id)).one_or_none()
+
+
+#: Settling reads the payment, its booking and the studio's policy: one joined statement instead of three.
+_WITH_BOOKING_AND_STUDIO = (joinedload(Payment.booking).joinedload(Booking.studio),)
 
 
 def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSession, provider: PaymentProvider,
@@ -153,7 +177,8 @@ def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSess
     again against the fresh state (every step is idempotent), so the outcome does not depend on who won."""
     for attempt in range(3):
         try:
-            return _apply_session(event_type, db.session.get(Payment, payment_id), session, provider, now, paid_at)
+            payment = db.session.get(Payment, payment_id, options=_WITH_BOOKING_AND_STUDIO)
+            return _apply_session(event_type, payment, session, provider, now, paid_at)
         except IllegalTransition:
             db.session.rollback()
             db.session.expire_all()
@@ -281,7 +306,7 @@ def _count_confirmed(minutes: float, now: datetime, paid_at: datetime | None) ->
         metrics.payment_to_confirmed.observe(max(0.0, (now - paid_at).total_seconds()))
 
 
-def _stripe_time(event: WebhookEvent) -> datetime:
+def _stripe_time(event: _Event) -> datetime:
     """When Stripe created the event (its `created`), or when it reached us if the payload has none."""
     created = event.payload.get("created")
     if isinstance(created, int) and not isinstance(created, bool):

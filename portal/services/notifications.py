@@ -18,11 +18,12 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from flask import current_app
 from sqlalchemy import String, cast, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from portal import dispatch, formatting, tenancy
 from portal.extensions import db
 from portal.mail import get_mail_backend
-from portal.models import Booking, BookingStatus, MakeupCredit, NotificationLog, Reschedule, Resource
+from portal.models import Booking, BookingStatus, MakeupCredit, NotificationLog, Payment, Reschedule, Resource
 from portal.services import configuration, receipts
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,11 @@ def _record(key: str, now: datetime, **values) -> None:
 
 # --- composing ------------------------------------------------------------------------------------------------
 
+#: What every message shows about a booking, loaded with it (two statements instead of seven lazy loads).
+_MESSAGE_ROWS = (joinedload(Booking.studio), joinedload(Booking.student), joinedload(Booking.package),
+                 joinedload(Booking.resource), joinedload(Booking.payment).selectinload(Payment.refunds))
+
+
 def compose(kind: str, booking_id: int, now: datetime) -> Draft | None:
     """The message, rendered from `templates/email/<kind>.txt` and `.html`; None when there is nothing to send."""
     with tenancy.all_tenants():  # an id from the queue: find its studio, then read inside that studio only
@@ -146,7 +152,7 @@ def compose(kind: str, booking_id: int, now: datetime) -> Draft | None:
         log.warning("%s notification for booking %s: no such booking", kind, booking_id)
         return None
     with tenancy.scoped(studio_id):
-        booking = db.session.get(Booking, booking_id)
+        booking = db.session.get(Booking, booking_id, options=_MESSAGE_ROWS)
         if kind == "reminder" and not (booking.status == BookingStatus.CONFIRMED and booking.start_at > now):
             log.info("reminder for booking %s no longer applies (%s)", booking_id, booking.status.value)
             return None

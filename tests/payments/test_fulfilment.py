@@ -387,3 +387,36 @@ def test_an_event_whose_worker_always_dies_ends_dead(app, studio):
         assert claim(event_id, now, max_attempts=3) is None
         row = db.session.get(WebhookEvent, event_id)
         assert row.status == EventStatus.DEAD and "stopped before finishing" in row.last_error
+
+
+@BOTH
+def test_a_paid_checkout_is_confirmed_in_eight_statements(app, client, auth, studio, stripe_standin):
+    """The worker's hot path: claim the event, find its payment, load it with its booking and studio, settle,
+    confirm, the two totals upserts, finish. A statement more on every event costs every worker's throughput."""
+    from sqlalchemy import event as sa_event
+
+    booking_id, session_id = _book(app, client, auth, studio)
+    pay(stripe_standin, session_id)
+    app.extensions["dispatcher"].enqueue = lambda *args: None  # processed below, with the statements counted
+    [completed] = events(stripe_standin, ("checkout.session.completed",))
+    assert signed_post(client, completed).status_code == 200
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            statements.append(statement.split()[0].upper())
+
+    with app.app_context():
+        event_id = db.session.scalar(select(WebhookEvent.id))
+        db.session.remove()
+        sa_event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            outcome = fulfilment.process_event(event_id, provider=get_provider(), now=utcnow(), max_attempts=3)
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", count)
+            db.session.remove()
+    assert outcome == "processed"
+    assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    assert statements == ["UPDATE", "SELECT", "SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "UPDATE"]
+    with within(app):
+        assert db.session.scalar(select(WebhookEvent.studio_id)) == studio.id  # learnt on the way, kept

@@ -94,8 +94,9 @@ def release_overlapping_expired(*, resource_id: int, start: datetime, until: dat
 
 def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
     """Payment verified: the booking is confirmed with the policy in force now (it decides the booking's fate)."""
-    MACHINE.apply(booking_id, "confirm", now=now, values={"policy": policy})
-    booking_totals.count((booking_totals.where_counted(booking_id), 1, 0))
+    _left, counted = MACHINE.apply_returning(booking_id, "confirm", now=now, values={"policy": policy},
+                                             returning=booking_totals.COUNTED_COLUMNS)
+    booking_totals.count((booking_totals.Counted(*counted), 1, 0))
 
 
 def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "",

@@ -53,8 +53,7 @@ def settle(payment_id: int, *, now: datetime, amount_minor: int, currency: str, 
            flag: PaymentFlag | None = None, flag_detail: str = "") -> None:
     """The money arrived as asked. `flag` marks a settled payment for ops (e.g. refunded because the slot was
     gone)."""
-    paid_at = db.session.scalar(select(Payment.paid_at).where(Payment.id == payment_id)) or now
-    values = {**_received(amount_minor, currency, intent_id), "paid_at": paid_at}
+    values = {**_received(amount_minor, currency, intent_id), "paid_at": func.coalesce(Payment.paid_at, now)}
     if flag is not None:
         values.update(flag=flag, flag_detail=flag_detail)
     MACHINE.apply(payment_id, "settle", now=now, values=values)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import or_
 
@@ -41,43 +42,65 @@ def queue(event_id: int, *, now: datetime, current: EventStatus | None = None) -
     MACHINE.apply(event_id, "queue", now=now, current=current)
 
 
+class Claimed(NamedTuple):
+    """An event taken for one attempt, with what processing it needs (read by the claim itself)."""
+    attempt: int
+    type: str
+    payload: dict
+    received_at: datetime
+
+
 def claim(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) -> int:
     """Take the event for one attempt; returns the attempt's number, the token its final write must show (so a
     worker whose lease was taken over cannot overwrite the newer attempt). An event another worker holds is refused
     until its lease runs out."""
-    _left, (attempts,) = MACHINE.apply_returning(
+    return take(event_id, now=now, max_attempts=max_attempts, lease=lease).attempt
+
+
+def take(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) -> Claimed:
+    """`claim`, returning the event's type, payload and arrival with the attempt's number: one statement."""
+    _left, row = MACHINE.apply_returning(
         event_id, "claim", now=now,
         where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),
                WebhookEvent.attempts < max_attempts),
-        values={"attempts": WebhookEvent.attempts + 1}, returning=(WebhookEvent.attempts,),
+        values={"attempts": WebhookEvent.attempts + 1},
+        returning=(WebhookEvent.attempts, WebhookEvent.type, WebhookEvent.payload, WebhookEvent.received_at),
         stale="This event is being processed, or has no attempts left.")
-    return attempts
+    return Claimed(*row)
 
 
 def _attempt(attempt: int | None):
     return (WebhookEvent.attempts == attempt,) if attempt is not None else ()
 
 
-def finish(event_id: int, *, now: datetime, attempt: int | None, ignored: bool = False) -> None:
+def _studio(studio_id: int | None) -> dict:
+    """The studio the event turned out to be about, recorded with the attempt's outcome (one write fewer)."""
+    return {"studio_id": studio_id} if studio_id is not None else {}
+
+
+def finish(event_id: int, *, now: datetime, attempt: int | None, ignored: bool = False,
+           studio_id: int | None = None) -> None:
     MACHINE.apply(event_id, "ignore" if ignored else "finish", now=now, current=S.PROCESSING,
-                  where=_attempt(attempt), values={"processed_at": now, "last_error": ""},
+                  where=_attempt(attempt), values={"processed_at": now, "last_error": "", **_studio(studio_id)},
                   stale="Another attempt took this event over.")
 
 
-def retry(event_id: int, *, now: datetime, attempt: int | None, error: str) -> None:
+def retry(event_id: int, *, now: datetime, attempt: int | None, error: str, studio_id: int | None = None) -> None:
     MACHINE.apply(event_id, "retry", now=now, current=S.PROCESSING, where=_attempt(attempt),
-                  values={"last_error": error[:2000]}, stale="Another attempt took this event over.")
+                  values={"last_error": error[:2000], **_studio(studio_id)},
+                  stale="Another attempt took this event over.")
 
 
 def bury(event_id: int, *, now: datetime, error: str, attempt: int | None = None,
-         abandoned_after: tuple[timedelta, int] | None = None) -> None:
+         abandoned_after: tuple[timedelta, int] | None = None, studio_id: int | None = None) -> None:
     """Out of attempts: the event goes to the ops console. `abandoned_after=(lease, max_attempts)` buries an event
     whose worker stopped on its last attempt (its lease ran out and no attempts are left)."""
     where = _attempt(attempt)
     if abandoned_after is not None:
         lease, max_attempts = abandoned_after
         where += (_lease_expired(now, lease), WebhookEvent.attempts >= max_attempts)
-    MACHINE.apply(event_id, "bury", now=now, current=S.PROCESSING, where=where, values={"last_error": error[:2000]},
+    MACHINE.apply(event_id, "bury", now=now, current=S.PROCESSING, where=where,
+                  values={"last_error": error[:2000], **_studio(studio_id)},
                   stale="Another attempt took this event over.")
 
 
