@@ -86,10 +86,14 @@ class RQDispatcher:
         from rq import Retry
 
         retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
+        queue = self.queues[name in MAIL_JOBS]
         try:
-            self.queues[name in MAIL_JOBS].enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
-                               failure_ttl=7 * 86400,
-                               meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
+            # One pipeline for the whole hand-off: given none, RQ sends two (the queue's registration, then the job).
+            with queue.connection.pipeline() as pipe:
+                queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
+                              failure_ttl=7 * 86400, pipeline=pipe,
+                              meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
+                pipe.execute()
         except RedisError as error:
             raise DispatchError(f"could not enqueue {name}: {error}") from error
 
