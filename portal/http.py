@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from portal import freshness
 from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
-from portal.lru import LRU
+from portal.lru import LRU, app_cache
 from portal.services.errors import DomainError
 
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
@@ -160,10 +160,7 @@ ANSWERS_KEPT = 1024
 
 
 def _answers() -> LRU:
-    cache = current_app.extensions.get("public_answers")
-    if cache is None:
-        cache = current_app.extensions.setdefault("public_answers", LRU(ANSWERS_KEPT))
-    return cache
+    return app_cache("public_answers", ANSWERS_KEPT)
 
 
 def _answer_key() -> tuple:

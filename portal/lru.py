@@ -33,3 +33,13 @@ class LRU:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def app_cache(name: str, size: int = 1024) -> LRU:
+    """The current app's LRU called `name` in `app.extensions`, made on first use (one per app, so per database)."""
+    from flask import current_app
+
+    cache = current_app.extensions.get(name)
+    if cache is None:
+        cache = current_app.extensions.setdefault(name, LRU(size))
+    return cache

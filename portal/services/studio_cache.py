@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from flask import current_app
 from sqlalchemy import or_, select
 
 from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.lru import LRU
+from portal.lru import LRU, app_cache
 from portal.models import AvailabilityRule, Blackout, Package, Resource, ResourceKind, Studio
 from portal.services import slots
 
@@ -99,10 +98,7 @@ class StudioCalendar:
 
 
 def _cache() -> LRU:
-    cache = current_app.extensions.get("studio_calendars")
-    if cache is None:
-        cache = current_app.extensions.setdefault("studio_calendars", LRU(STUDIOS_KEPT))
-    return cache
+    return app_cache("studio_calendars", STUDIOS_KEPT)
 
 
 def calendar(studio: Studio) -> StudioCalendar:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import tenancy
 from portal.extensions import db
-from portal.lru import LRU
+from portal.lru import LRU, app_cache
 from portal.models import ConfigState, ConfigVersion, Package, Studio
 from portal.services import audit
 from portal.services.configuration import schema
@@ -66,10 +65,7 @@ def start(studio: Studio, *, now: datetime, actor: audit.Actor = audit.SYSTEM, b
 
 def _cache() -> LRU:
     """Published documents by (studio id, version); a published version never changes."""
-    cache = current_app.extensions.get("configuration_documents")
-    if cache is None:
-        cache = current_app.extensions.setdefault("configuration_documents", LRU())
-    return cache
+    return app_cache("configuration_documents")
 
 
 def document_of(studio: Studio, version: int | None = None) -> dict:
