@@ -116,9 +116,13 @@ def public(view=None, *, version=None, reuse=None):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        kept = g.pop("kept_answer", None)  # found by the studio lookup (`take_kept`)
+        if kept is not None:
+            return _shared(kept).make_conditional(request)
         anonymous_read = request.method in ("GET", "HEAD") and _anonymous()
-        stamp = reuse() if reuse is not None and anonymous_read else None
-        if stamp is not None:
+        stamp = g.pop("answer_stamp", None)
+        if stamp is None and reuse is not None and anonymous_read:
+            stamp = reuse()
             kept = _kept(stamp)
             if kept is not None:
                 return _shared(kept).make_conditional(request)
@@ -144,7 +148,27 @@ def public(view=None, *, version=None, reuse=None):
         return response.make_conditional(request)
 
     wrapper.reads_only = True  # a public answer never writes (see `portal.blueprints.context.studio_scoped`)
+    wrapper.reuse = reuse
     return wrapper
+
+
+def may_serve_kept(view) -> bool:
+    """Whether this request could be answered by an answer `view` keeps: an anonymous GET of a `public(reuse=...)`
+    view."""
+    return getattr(view, "reuse", None) is not None and request.method in ("GET", "HEAD") and _anonymous()
+
+
+def take_kept(view) -> bool:
+    """Before the view runs, with `g.studio` holding what its `reuse` reads (the studio lookup's row): find the
+    answer kept for this request, to be served instead of running the view. Either way the stamp is left for the
+    view, which keeps its answer under it: a stamp read before the answer's own reads can only be older than them,
+    so a change in between makes the next request miss, never serve a stale answer."""
+    stamp = g.answer_stamp = view.reuse()
+    kept = _kept(stamp)
+    if kept is None:
+        return False
+    g.kept_answer = kept
+    return True
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, current_app, g, request, session
 from flask_login import current_user
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import undefer
 
-from portal import tenancy
+from portal import database, http, tenancy
 from portal.extensions import db, login_manager
 from portal.models import ConfigState, Role, Studio
 from portal.services import configuration
@@ -18,9 +17,13 @@ from portal.services import configuration
 PREVIEW_KEY = "preview"
 
 
-#: Every studio page's first query, built once (only its parameter changes from request to request), with the
-#: studio's bookings version in the same round trip (what reused availability answers are checked against).
-_STUDIO_BY_SLUG = select(Studio).where(Studio.slug == bindparam("slug")).options(undefer(Studio.bookings_version))
+#: Every studio page's first query, built once (only its parameter changes from request to request).
+_STUDIO_BY_SLUG = select(Studio).where(Studio.slug == bindparam("slug"))
+#: An anonymous public read's first query instead: the same row as plain columns with the studio's bookings version,
+#: without building the ORM object. It has the attributes `studio_version` and `bookings_stamp` read, and is what
+#: a kept answer is checked against (`portal.http.public(reuse=...)`).
+_STUDIO_STAMP_BY_SLUG = (select(*Studio.__table__.columns, Studio.bookings_version.expression.label("bookings_version"))
+                         .where(Studio.__table__.c.slug == bindparam("slug")))
 
 
 def studio_scoped(bp: Blueprint) -> Blueprint:
@@ -29,8 +32,17 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     @bp.url_value_preprocessor
     def _resolve(_endpoint, values):
         slug = (values or {}).pop("studio_slug", None)
+        view = current_app.view_functions.get(_endpoint)
+        if http.may_serve_kept(view):
+            # An anonymous public read: the studio's row, read as plain columns, decides whether a kept answer
+            # still holds. If one does, it is the whole request: no session, no ORM object, no tenant scope.
+            g.studio = database.read_row(_STUDIO_STAMP_BY_SLUG, {"slug": slug})
+            if g.studio is None:
+                abort(404, "No studio lives at this address.")
+            if http.take_kept(view):
+                return
         if request.method in ("GET", "HEAD") and current_app.extensions.get("autocommit_reads") and getattr(
-                current_app.view_functions.get(_endpoint), "reads_only", False) and not db.session().in_transaction():
+                view, "reads_only", False) and not db.session().in_transaction():
             # A page that only reads runs its statements outside a transaction: each SELECT sees the latest
             # committed rows either way (READ COMMITTED), and the request saves the BEGIN and the closing ROLLBACK.
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

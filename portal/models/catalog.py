@@ -38,9 +38,9 @@ class Resource(TenantMixin, TimestampMixin, db.Model):
 
 _resource_columns = Resource.__table__.c
 #: The sum of its resources' bookings versions: it grows whenever any booking of the studio changes (a resource's
-#: removal also raises `calendar_version`, so the pair never repeats). Loaded only where asked for
-#: (`undefer`), by a subquery on the studio's own row: a Core subquery, outside the tenancy filter, since the
-#: studio is being resolved when it runs.
+#: removal also raises `calendar_version`, so the pair never repeats). Deferred: read only by the studio lookup of
+#: anonymous public reads (`portal.blueprints.context`), as a Core subquery on the studio's own row, outside the
+#: tenancy filter, since the studio is being resolved when it runs.
 Studio.bookings_version = column_property(
     select(func.coalesce(func.sum(_resource_columns.bookings_version), 0))
     .where(_resource_columns.studio_id == Studio.__table__.c.id).scalar_subquery(),

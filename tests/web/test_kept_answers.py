@@ -31,9 +31,23 @@ def studio(app_ctx):
 
 
 @pytest.fixture
-def statements(app_ctx):
-    """The SQL statements sent to the database while a test runs."""
+def statements(app_ctx, monkeypatch):
+    """The SQL statements sent to the database while a test runs. On PostgreSQL they are seen at the driver (psycopg
+    cursors), where SQLAlchemy's statements and those sent straight to the driver (the studio lookup of a public
+    read) both pass; SQLite's driver cursor cannot be watched, so there SQLAlchemy's event, which all of them pass."""
     sent: list[str] = []
+    if db.engine.dialect.name == "postgresql":
+        import psycopg
+
+        execute = psycopg.Cursor.execute
+
+        def watched(cursor, query, *args, **kwargs):
+            sent.append(str(query))
+            return execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", watched)
+        yield sent
+        return
 
     def record(_conn, _cursor, statement, *_args):
         sent.append(statement)
@@ -188,3 +202,59 @@ def test_public_answers_read_outside_a_transaction_and_other_pages_inside_one(cl
         assert all(status == TransactionStatus.INTRANS for _s, status in seen)
     finally:
         event.remove(db.engine, "after_cursor_execute", record)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_kept_answer_costs_one_autocommit_lookup_and_opens_no_session(client, studio, monkeypatch):
+    """On PostgreSQL the studio lookup of an anonymous public read goes straight to the driver, in autocommit; when a
+    kept answer holds, that lookup is the whole request: the ORM session never begins."""
+    import psycopg
+    from psycopg.pq import TransactionStatus
+    from sqlalchemy.orm import Session
+
+    day = next_weekday(2)
+    first = _slots(client, day)
+    home = client.get(f"{STUDIO}/").get_data()
+    sent: list[tuple[str, TransactionStatus]] = []
+    begun: list[Session] = []
+    execute = psycopg.Cursor.execute
+
+    def watched(cursor, query, *args, **kwargs):
+        result = execute(cursor, query, *args, **kwargs)
+        sent.append((str(query), cursor.connection.info.transaction_status))
+        return result
+
+    def on_begin(session, _transaction, _connection):
+        begun.append(session)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", watched)
+    event.listen(Session, "after_begin", on_begin)
+    try:
+        assert _slots(client, day) == first
+        assert client.get(f"{STUDIO}/").get_data() == home
+    finally:
+        event.remove(Session, "after_begin", on_begin)
+    assert [status for _query, status in sent] == [TransactionStatus.IDLE] * 2  # no transaction left open
+    assert all("FROM studios" in query for query, _status in sent)
+    assert begun == []
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_public_reads_survive_the_server_closing_every_connection(client, studio, database_url):
+    """A database restart or failover closes the pooled connections under a running app: the next public read
+    still answers, on a fresh connection."""
+    import psycopg
+
+    day = next_weekday(2)
+    page = f"{STUDIO}/packages/lesson-60?resource=piano&date={day}"
+    first = _slots(client, day)
+    assert client.get(page).status_code == 200
+    with db.engine.connect(), db.engine.connect():
+        pass  # the pool now keeps two idle connections, both about to be closed by the server
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert closed >= 2
+    assert _slots(client, day) == first
+    assert client.get(page).status_code == 200
+    assert client.get("/s/no-such-studio/api/availability?package=lesson-60&resource=piano").status_code == 404
