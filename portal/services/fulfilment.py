@@ -15,7 +15,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from portal import metrics, tenancy
+from portal import logs, metrics, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, Studio
 from portal.parsing import whole_number
@@ -159,6 +159,7 @@ def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, 
             db.session.commit()
             return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
         event.studio_id = paying.studio_id
+        logs.job_concerns(paying.studio_id, paying.studio_slug)
         # The claim's transaction is committed: none is held (on SQLite: the write lock) across a call to Stripe.
         session = provider.retrieve_checkout_session(paying.checkout_session_id)
         return _apply_session_fresh(event.type, paying.id, session, provider, now, paid_at=_stripe_time(event),
