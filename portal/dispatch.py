@@ -24,8 +24,9 @@ QUEUE_NAME = "portal"
 MAIL_QUEUE_NAME = "portal-mail"
 MAIL_JOBS = frozenset({"send_notification"})
 #: Jobs whose return value nobody reads, run so often that keeping it costs: RQ deletes them once they succeed
-#: instead of storing a result and a finished-registry entry for an hour (a failed one is kept all the same).
-#: A webhook job's outcome is on its log line and in its event row.
+#: instead of storing a result and a finished-registry entry for an hour (a failed one is kept all the same) —
+#: at hundreds of events a second, an hour of kept webhook jobs would be a large share of Redis's memory. A webhook
+#: job's outcome is on its log line and in its event row.
 RESULTLESS_JOBS = frozenset({"process_webhook_event"})
 JOBS = {
     "process_webhook_event": "portal.jobs.webhooks.process_webhook_event",
