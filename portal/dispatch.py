@@ -23,6 +23,11 @@ QUEUE_NAME = "portal"
 #: burst of payments is confirmed first and its confirmation mails follow (each send costs as much as a payment).
 MAIL_QUEUE_NAME = "portal-mail"
 MAIL_JOBS = frozenset({"send_notification"})
+#: Jobs whose return value nobody reads, run so often that keeping it costs: RQ deletes them once they succeed
+#: instead of storing a result and a finished-registry entry for an hour (a failed one is kept all the same) —
+#: at hundreds of events a second, an hour of kept webhook jobs would be a large share of Redis's memory. A webhook
+#: job's outcome is on its log line and in its event row.
+RESULTLESS_JOBS = frozenset({"process_webhook_event"})
 JOBS = {
     "process_webhook_event": "portal.jobs.webhooks.process_webhook_event",
     "release_expired_holds": "portal.jobs.sweeps.release_expired_holds",
@@ -90,7 +95,8 @@ class RQDispatcher:
         try:
             # One pipeline for the whole hand-off: given none, RQ sends two (the queue's registration, then the job).
             with queue.connection.pipeline() as pipe:
-                queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300, result_ttl=3600,
+                queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300,
+                              result_ttl=0 if name in RESULTLESS_JOBS else 3600,
                               failure_ttl=7 * 86400, pipeline=pipe,
                               meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
                 pipe.execute()

@@ -107,6 +107,27 @@ def _leave_request(_error=None) -> None:
         _request_id.reset(token)
 
 
+_job_studio: contextvars.ContextVar[dict | None] = contextvars.ContextVar("job_studio", default=None)
+
+
+@contextmanager
+def job_studio_scope():
+    """While a job runs: what it learns about the studio it concerns (`job_concerns`), for its log line."""
+    learnt: dict = {}
+    token = _job_studio.set(learnt)
+    try:
+        yield learnt
+    finally:
+        _job_studio.reset(token)
+
+
+def job_concerns(studio_id: int, slug: str) -> None:
+    """The job running now (if any) is about this studio: its log line names it without looking it up again."""
+    learnt = _job_studio.get()
+    if learnt is not None:
+        learnt["studio"] = (studio_id, slug)
+
+
 def log_job(name: str, args: tuple, outcome: str, started: float, *,
             studio: tuple[int, str] | None = None) -> None:
     """One line per job run: which job, its ids, the studio it concerns (id, slug) when it concerns one, how it

@@ -28,7 +28,8 @@ def job(fn=None, *, concerns: tuple[type, int] | None = None):
 
     `concerns=(Model, i)` says the job is about one studio's row: `args[i]` is the id of a `Model` row (or of the
     `Studio` itself), and the job's log line names that studio. It is read after the job has run, because some rows
-    (a webhook event) only learn their studio while being processed."""
+    (a webhook event) only learn their studio while being processed; a job that names it on the way
+    (`logs.job_concerns`, as webhook processing does with the studio it read anyway) saves that query."""
     if fn is None:
         return functools.partial(job, concerns=concerns)
 
@@ -37,7 +38,8 @@ def job(fn=None, *, concerns: tuple[type, int] | None = None):
         started = time.perf_counter()
         outcome = "failed"
         request_id, trace = _origin()
-        with logs.request_id_scope(request_id), tracing.job_span(fn.__name__, trace, **{"job.args": repr(args)}):
+        with (logs.request_id_scope(request_id), logs.job_studio_scope() as learnt,
+              tracing.job_span(fn.__name__, trace, **{"job.args": repr(args)})):
             try:
                 result = fn(*args, **kwargs)
                 outcome = str(result)
@@ -47,7 +49,8 @@ def job(fn=None, *, concerns: tuple[type, int] | None = None):
                 raise
             finally:
                 metrics.job_duration.labels(fn.__name__).observe(time.perf_counter() - started)
-                logs.log_job(fn.__name__, args, outcome, started, studio=_studio_of(concerns, args))
+                studio = learnt.get("studio") or _studio_of(concerns, args)
+                logs.log_job(fn.__name__, args, outcome, started, studio=studio)
                 db.session.remove()
 
     return wrapper

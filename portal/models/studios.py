@@ -65,12 +65,13 @@ class Studio(TimestampMixin, db.Model):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    #: The columns of the policy a booking keeps a snapshot of when it is paid.
+    POLICY_FIELDS = ("reschedule_lead_hours", "max_reschedules", "cancel_window_hours", "late_cancel_fee_percent",
+                     "late_cancel_makeup")
+
     def policy_snapshot(self) -> dict:
         """The policy in force now, as stored on a booking when it is paid."""
-        return {"reschedule_lead_hours": self.reschedule_lead_hours, "max_reschedules": self.max_reschedules,
-                "cancel_window_hours": self.cancel_window_hours,
-                "late_cancel_fee_percent": self.late_cancel_fee_percent,
-                "late_cancel_makeup": self.late_cancel_makeup}
+        return {name: getattr(self, name) for name in self.POLICY_FIELDS}
 
     @property
     def buffer(self) -> timedelta:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import requests
 import stripe
 
 from portal import metrics, tracing
@@ -65,13 +66,37 @@ def _refund(obj) -> ProviderRefund:
                           metadata=_plain(_field(obj, "metadata")), created=_field(obj, "created"))
 
 
+class _SessionPerThread(stripe.RequestsClient):
+    """The SDK's `requests` client, with each thread's session told not to consult the environment.
+
+    Left to itself, `requests` reads every proxy variable of the environment (and looks for `~/.netrc`) again on
+    every call: about a millisecond of CPU per call to Stripe, on every webhook a worker processes. The proxies the
+    environment names for Stripe's address are read once instead, when the provider is built, and passed on every
+    call (the CA bundle was never the environment's: the SDK passes its own). Connections stay kept alive."""
+
+    def _request_internal(self, *args, **kwargs):
+        if getattr(self._thread_local, "session", None) is None:
+            session = requests.Session()
+            session.trust_env = False
+            self._thread_local.session = session
+        return super()._request_internal(*args, **kwargs)
+
+
+def _environment_proxies(url: str) -> dict[str, str] | None:
+    """The proxies `HTTP(S)_PROXY`/`ALL_PROXY` name for `url`, unless `NO_PROXY` exempts it; None without any."""
+    found = requests.utils.get_environ_proxies(url)
+    return {scheme: proxy for scheme, proxy in found.items() if scheme != "no"} or None
+
+
 class StripeProvider:
     def __init__(self, api_key: str, api_base: str = ""):
         base = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
         # Retries belong to our jobs (with backoff and a dead end on the ops console), not hidden in the SDK.
         # The key may be empty on a misconfigured deployment: fail on first use with a clear error, not at start-up.
+        http = _SessionPerThread(timeout=STRIPE_TIMEOUT_SEC,
+                                 proxy=_environment_proxies(api_base or stripe.DEFAULT_API_BASE))
         self._client = stripe.StripeClient(api_key or "sk_unset", base_addresses=base, max_network_retries=0,
-                                           http_client=stripe.RequestsClient(timeout=STRIPE_TIMEOUT_SEC))
+                                           http_client=http)
         self._configured = bool(api_key)
 
     def _call(self, operation: str, fn, *args, **kwargs):

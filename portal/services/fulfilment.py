@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import joinedload
 
-from portal import metrics, tenancy
+from portal import logs, metrics, tenancy
 from portal.extensions import db
-from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus
+from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, Studio
 from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
 from portal.services import audit, notifications, packs, refunds
@@ -53,14 +53,18 @@ def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PR
     event whose lease ran out after its last attempt (its worker died every time) is marked dead instead of being
     tried forever."""
     taken = _take(event_id, now, max_attempts, lease)
-    return taken.attempt if taken is not None else None
+    return taken[0].attempt if taken is not None else None
 
 
-def _take(event_id: int, now: datetime, max_attempts: int, lease: timedelta) -> events.Claimed | None:
+def _take(event_id: int, now: datetime, max_attempts: int,
+          lease: timedelta) -> tuple[events.Claimed, _Paying | None] | None:
+    """Claim the event and, for a Checkout event, read the payment it is about in the same transaction (one commit
+    for both). Returns None when the event is not ours to process."""
     try:
         taken = events.take(event_id, now=now, max_attempts=max_attempts, lease=lease)
+        paying = _paying_for_session(_object(taken.payload).get("id")) if taken.type in SESSION_EVENTS else None
         db.session.commit()
-        return taken
+        return taken, paying
     except (IllegalTransition, NotFound):
         db.session.rollback()
     try:
@@ -88,15 +92,17 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
     """Process one stored event. Returns the outcome; raises `RetryLater` when another attempt should follow.
 
     The claim returns what processing needs (type, payload), so the event row is written three times and never
-    read: claimed, then (after the work, with the studio it turned out to be about) processed, retried or dead."""
-    taken = _take(event_id, now, max_attempts, lease)
-    if taken is None:
+    read: claimed, then (after the work, with the studio it turned out to be about) processed, retried or dead.
+    The payment a Checkout event is about is read in the claim's transaction (see `_Paying`)."""
+    claimed = _take(event_id, now, max_attempts, lease)
+    if claimed is None:
         return "skipped"
+    taken, paying = claimed
     attempt = taken.attempt
     event = _Event(event_id, taken.type, taken.payload or {}, taken.received_at)
     try:
         with tenancy.all_tenants():
-            outcome = _dispatch(event, provider, now)
+            outcome = _dispatch(event, paying, provider, now)
     except Exception as error:
         db.session.rollback()
         # A refusal from the provider (unknown object, bad request) will not change on retry: dead at once.
@@ -135,11 +141,16 @@ def _failed(event: _Event, attempt: int, error: str, now: datetime, max_attempts
     raise RetryLater(error)
 
 
-def _dispatch(event: _Event, provider: PaymentProvider, now: datetime) -> str:
-    obj = (event.payload.get("data") or {}).get("object") or {}
+def _object(payload: dict | None) -> dict:
+    """The object a Stripe event is about (`data.object`), or {}."""
+    return ((payload or {}).get("data") or {}).get("object") or {}
+
+
+def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, now: datetime) -> str:
+    """`paying`: the payment a Checkout event is about, read when the event was claimed (None: not a payment)."""
+    obj = _object(event.payload)
     if event.type in SESSION_EVENTS:
-        payment = _payment_for_session(obj.get("id"))
-        if payment is None:
+        if paying is None:
             purchase = packs.for_session(obj.get("id"))
             if purchase is None:
                 return "ignored"  # not one of ours (another integration on the same Stripe account)
@@ -147,10 +158,12 @@ def _dispatch(event: _Event, provider: PaymentProvider, now: datetime) -> str:
             purchase_id, session_id = purchase.id, purchase.checkout_session_id
             db.session.commit()
             return packs.apply_session(purchase_id, provider.retrieve_checkout_session(session_id), now)
-        event.studio_id = payment.studio_id
-        db.session.commit()  # never hold a transaction (on SQLite: the write lock) across a call to Stripe
-        session = provider.retrieve_checkout_session(payment.checkout_session_id)
-        return _apply_session_fresh(event.type, payment.id, session, provider, now, paid_at=_stripe_time(event))
+        event.studio_id = paying.studio_id
+        logs.job_concerns(paying.studio_id, paying.studio_slug)
+        # The claim's transaction is committed: none is held (on SQLite: the write lock) across a call to Stripe.
+        session = provider.retrieve_checkout_session(paying.checkout_session_id)
+        return _apply_session_fresh(event.type, paying.id, session, provider, now, paid_at=_stripe_time(event),
+                                    known=paying)
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
     if event.type in REFUND_EVENTS:
@@ -158,26 +171,67 @@ def _dispatch(event: _Event, provider: PaymentProvider, now: datetime) -> str:
     return "ignored"
 
 
-def _payment_for_session(session_id):
-    """(id, studio_id, checkout_session_id) of the payment for a Checkout Session, or None."""
-    if not session_id:
+class _Paying(NamedTuple):
+    """A payment as settling sees it, with its booking and its studio's policy: one joined Core SELECT, plain values
+    (no ORM objects to build, track and expire on every event).
+
+    Processing reads it when it claims the event, before asking Stripe, and decides from it after the answer: every
+    write that follows is a conditional update of the state machines, so if the payment or its booking moved
+    meanwhile (the student's return page, a sweep) the write is refused and everything is read again, fresh."""
+    id: int
+    studio_id: int
+    checkout_session_id: str
+    status: PaymentStatus
+    flag: PaymentFlag | None
+    series_id: int | None
+    amount_minor: int
+    currency: str
+    booking_id: int
+    booking_status: BookingStatus
+    booking_start_at: datetime
+    booking_end_at: datetime
+    studio_slug: str
+    policy: dict
+
+
+def _paying_statements():
+    """The SELECT of `_Paying`, by Checkout Session and by payment id, built once. Core on the tables, without the
+    tenant filter: a payment is named by its session (an event seen across tenants) or by the id its caller found."""
+    p, b, s = Payment.__table__, Booking.__table__, Studio.__table__
+    columns = (p.c.id, p.c.studio_id, p.c.checkout_session_id, p.c.status, p.c.flag, p.c.series_id, p.c.amount_minor,
+               p.c.currency, p.c.booking_id, b.c.status, b.c.start_at, b.c.end_at, s.c.slug,
+               *(s.c[name] for name in Studio.POLICY_FIELDS))
+    joined = select(*columns).select_from(p.join(b, b.c.id == p.c.booking_id).join(s, s.c.id == p.c.studio_id))
+    return (joined.where(p.c.checkout_session_id == bindparam("session_id", type_=p.c.checkout_session_id.type)),
+            joined.where(p.c.id == bindparam("payment_id", type_=p.c.id.type)))
+
+
+_PAYING_BY_SESSION, _PAYING_BY_ID = _paying_statements()
+_POLICY_AT = len(_Paying._fields) - 1
+
+
+def _paying(statement, **params) -> _Paying | None:
+    row = db.session.connection().execute(statement, params).first()
+    if row is None:
         return None
-    return db.session.execute(select(Payment.id, Payment.studio_id, Payment.checkout_session_id)
-                              .where(Payment.checkout_session_id == session_id)).one_or_none()
+    return _Paying(*row[:_POLICY_AT], dict(zip(Studio.POLICY_FIELDS, row[_POLICY_AT:], strict=True)))
 
 
-#: Settling reads the payment, its booking and the studio's policy: one joined statement instead of three.
-_WITH_BOOKING_AND_STUDIO = (joinedload(Payment.booking).joinedload(Booking.studio),)
+def _paying_for_session(session_id) -> _Paying | None:
+    return _paying(_PAYING_BY_SESSION, session_id=session_id) if isinstance(session_id, str) and session_id else None
 
 
 def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSession, provider: PaymentProvider,
-                         now: datetime, paid_at: datetime | None = None) -> str:
+                         now: datetime, paid_at: datetime | None = None, known: _Paying | None = None) -> str:
     """Apply Stripe's view of a session to the payment as it is now. The webhook, the student's return page and
     the sweeps may act on one payment at once; a transition refused because another got there first is applied
-    again against the fresh state (every step is idempotent), so the outcome does not depend on who won."""
+    again against the fresh state (every step is idempotent), so the outcome does not depend on who won.
+    `known`: the payment as read before asking Stripe, tried first (a refusal then reads it afresh)."""
     for attempt in range(3):
         try:
-            payment = db.session.get(Payment, payment_id, options=_WITH_BOOKING_AND_STUDIO)
+            payment = known if known is not None and attempt == 0 else _paying(_PAYING_BY_ID, payment_id=payment_id)
+            if payment is None:
+                raise NotFound("No such payment.")
             return _apply_session(event_type, payment, session, provider, now, paid_at)
         except IllegalTransition:
             db.session.rollback()
@@ -187,17 +241,16 @@ def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSess
     raise AssertionError("unreachable")
 
 
-def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, provider: PaymentProvider,
+def _apply_session(event_type: str, payment: _Paying, session: CheckoutSession, provider: PaymentProvider,
                    now: datetime, paid_at: datetime | None = None) -> str:
     if session.payment_status in ("paid", "no_payment_required"):
         return _settle(payment, session, provider, now, paid_at)
-    booking = payment.booking
     async_failed = event_type == "checkout.session.async_payment_failed"
     if async_failed or session.status == "expired":
         if async_failed and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
             payments.fail(payment.id, now=now, error="The delayed payment failed.")
-        if booking.status == BookingStatus.HELD:  # expires a payment still pending (a series' weeks go together)
-            booking_states.release(booking.id, now=now, actor=audit.SYSTEM,
+        if payment.booking_status == BookingStatus.HELD:  # expires a pending payment (a series' weeks go together)
+            booking_states.release(payment.booking_id, now=now, actor=audit.SYSTEM,
                                    note="The payment failed." if async_failed else "Checkout expired unpaid.")
         elif payment.status == PaymentStatus.PENDING:
             payments.expire(payment.id, now=now)
@@ -209,12 +262,12 @@ def _apply_session(event_type: str, payment: Payment, session: CheckoutSession, 
     return "processed"
 
 
-def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvider, now: datetime,
+def _settle(payment: _Paying, session: CheckoutSession, provider: PaymentProvider, now: datetime,
             paid_at: datetime | None = None) -> str:
     """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone.
     `paid_at` (when Stripe recorded the payment, from the event) times the confirmation for the KPI histogram."""
     if (payment.status == PaymentStatus.PAID and payment.flag is None and payment.series_id is None
-            and payment.booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED)):
+            and payment.booking_status in (BookingStatus.HELD, BookingStatus.EXPIRED)):
         return _place_paid(payment, now)
     if payment.status in (PaymentStatus.PAID, PaymentStatus.MISMATCH, PaymentStatus.REFUNDED,
                           PaymentStatus.PARTIALLY_REFUNDED):
@@ -229,17 +282,15 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
         log.error("amount mismatch on payment %s: %s", payment.id, detail)
         return "processed"  # never retried: a person must look at it
 
-    booking = payment.booking
-    payment_id, booking_id, booking_status = payment.id, booking.id, booking.status
+    payment_id, booking_id, booking_status = payment.id, payment.booking_id, payment.booking_status
     if payment.series_id is not None:
         return _settle_series(payment, received, session, now)
-    booking_minutes = (booking.end_at - booking.start_at) / timedelta(minutes=1)
+    booking_minutes = (payment.booking_end_at - payment.booking_start_at) / timedelta(minutes=1)
     if booking_status in (BookingStatus.HELD, BookingStatus.EXPIRED):
-        # The policy in force when it was paid decides its fate.
-        snapshot = booking.studio.policy_snapshot()
         try:
             payments.settle(payment_id, now=now, **received)
-            booking_states.confirm(booking_id, now=now, policy=snapshot)
+            # The policy in force when it was paid decides its fate.
+            booking_states.confirm(booking_id, now=now, policy=payment.policy)
             db.session.commit()
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
@@ -254,13 +305,12 @@ def _settle(payment: Payment, session: CheckoutSession, provider: PaymentProvide
     return _refund_unplaceable(payment_id, session, now)
 
 
-def _place_paid(payment: Payment, now: datetime) -> str:
+def _place_paid(payment: _Paying, now: datetime) -> str:
     """A payment recorded as paid whose booking was left unconfirmed (the ops console's "paid but not confirmed"):
     confirm the booking now, or refund in full if its time was taken meanwhile."""
     payment_id, booking_id = payment.id, payment.booking_id
-    snapshot = payment.booking.studio.policy_snapshot()
     try:
-        booking_states.confirm(booking_id, now=now, policy=snapshot)
+        booking_states.confirm(booking_id, now=now, policy=payment.policy)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -274,7 +324,7 @@ def _place_paid(payment: Payment, now: datetime) -> str:
 _UNPLACEABLE = "paid after the hold expired and the slot was taken: refunded in full"
 
 
-def _settle_series(payment: Payment, received: dict, session: CheckoutSession, now: datetime) -> str:
+def _settle_series(payment: _Paying, received: dict, session: CheckoutSession, now: datetime) -> str:
     """A weekly series paid in one Checkout: every week it still holds is confirmed with the payment, in one
     transaction, each with the policy of now. If a week's time was taken after its hold expired, nothing is
     confirmed and the whole payment is refunded (the student is told and can book again)."""
@@ -284,7 +334,7 @@ def _settle_series(payment: Payment, received: dict, session: CheckoutSession, n
     if payment.status not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.EXPIRED,
                               PaymentStatus.FAILED):
         return "processed"
-    snapshot = payment.booking.studio.policy_snapshot()
+    snapshot = payment.policy
     pending = [week_id for week_id, status in weeks if status in (BookingStatus.HELD, BookingStatus.EXPIRED)]
     try:
         payments.settle(payment_id, now=now, **received)

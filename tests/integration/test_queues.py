@@ -30,3 +30,15 @@ def test_booking_mail_waits_behind_payments(dispatcher):
         taken.append((job.func_name.rsplit(".", 1)[1], job.args[0]))
     assert taken == [("process_webhook_event", 7), ("send_account_email", "reset"),
                      ("send_notification", "confirmation")]  # the mail queued first is taken last
+
+
+def test_a_webhook_job_keeps_no_result_but_keeps_its_failure_and_retries(dispatcher):
+    """Nothing reads a webhook job's return value (its outcome is logged and stored on the event): RQ drops the job
+    once it succeeds. A failure is kept for ops, and retries still follow."""
+    dispatcher.enqueue("process_webhook_event", 7)
+    dispatcher.enqueue("send_notification", "confirmation", 1, "confirmation:booking:1")
+    connection = dispatcher.queue.connection
+    (webhook_job,) = Queue(QUEUE_NAME, connection=connection).get_jobs()
+    (mail_job,) = Queue(MAIL_QUEUE_NAME, connection=connection).get_jobs()
+    assert (webhook_job.result_ttl, webhook_job.failure_ttl, webhook_job.retries_left) == (0, 7 * 86400, 2)
+    assert mail_job.result_ttl == 3600

@@ -106,3 +106,22 @@ def test_event_listing_with_type_filter(app_ctx, stripe_standin):
     assert len(everything) == 3
     older = provider.list_events(limit=100, starting_after=everything[-1].id)
     assert everything[-1].id not in {e.id for e in older}
+
+
+def test_the_environments_proxy_is_read_once_when_the_provider_is_built(monkeypatch, stripe_standin):
+    """A proxy the environment names for Stripe's address is used, as `requests` would; it is read when the provider
+    is built, not again on every call (that costs a worker CPU on every event)."""
+    from tests.conftest import STRIPE_API_KEY
+
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")  # nothing listens there
+    through_proxy = StripeProvider(STRIPE_API_KEY, stripe_standin.base_url)
+    monkeypatch.delenv("HTTP_PROXY")
+    with pytest.raises(TransientProviderError):
+        through_proxy.retrieve_checkout_session("cs_test_anything")
+    direct = StripeProvider(STRIPE_API_KEY, stripe_standin.base_url)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    with pytest.raises(PaymentProviderError) as unknown:
+        direct.retrieve_checkout_session("cs_test_does_not_exist")
+    assert not isinstance(unknown.value, TransientProviderError)  # the stand-in answered: no such session

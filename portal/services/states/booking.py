@@ -94,9 +94,13 @@ def release_overlapping_expired(*, resource_id: int, start: datetime, until: dat
 
 def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
     """Payment verified: the booking is confirmed with the policy in force now (it decides the booking's fate)."""
-    _left, counted = MACHINE.apply_returning(booking_id, "confirm", now=now, values={"policy": policy},
-                                             returning=booking_totals.COUNTED_COLUMNS)
+    counted = _CONFIRM.apply(booking_id, now=now, policy=policy)
     booking_totals.count((booking_totals.Counted(*counted), 1, 0))
+
+
+#: `confirm`, built once (a worker confirms a booking on every paid Checkout).
+_CONFIRM = MACHINE.prepare("confirm", values={"policy": MACHINE.param("policy", "policy")},
+                           returning=[Booking.__table__.c[column.key] for column in booking_totals.COUNTED_COLUMNS])
 
 
 def cancel(booking_id: int, *, now: datetime, actor: audit.Actor, late: bool, note: str = "",

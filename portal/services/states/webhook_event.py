@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 
 from portal.models import EventStatus, WebhookEvent
 from portal.services.states.machine import Machine, Transition
@@ -59,14 +59,25 @@ def claim(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) 
 
 def take(event_id: int, *, now: datetime, max_attempts: int, lease: timedelta) -> Claimed:
     """`claim`, returning the event's type, payload and arrival with the attempt's number: one statement."""
-    _left, row = MACHINE.apply_returning(
-        event_id, "claim", now=now,
-        where=(or_(WebhookEvent.status != S.PROCESSING, _lease_expired(now, lease)),
-               WebhookEvent.attempts < max_attempts),
-        values={"attempts": WebhookEvent.attempts + 1},
-        returning=(WebhookEvent.attempts, WebhookEvent.type, WebhookEvent.payload, WebhookEvent.received_at),
-        stale="This event is being processed, or has no attempts left.")
-    return Claimed(*row)
+    return Claimed(*_TAKE.apply(event_id, now=now, lease_ends_before=now - lease, max_attempts=max_attempts))
+
+
+_c = WebhookEvent.__table__.c
+#: The claim: once built, as a worker runs it for every event (`Machine.prepare`).
+_TAKE = MACHINE.prepare(
+    "claim",
+    where=(or_(_c.status != S.PROCESSING, _c.updated_at < MACHINE.param("lease_ends_before", "updated_at")),
+           _c.attempts < MACHINE.param("max_attempts", "attempts")),
+    values={"attempts": _c.attempts + 1},
+    returning=(_c.attempts, _c.type, _c.payload, _c.received_at),
+    stale="This event is being processed, or has no attempts left.")
+#: The end of an attempt that went through, `finish` or `ignore`: the studio the event turned out to be about is
+#: written with it (a NULL `:studio_id` keeps the one known).
+_DONE = {name: MACHINE.prepare(
+    name, where=(_c.attempts == MACHINE.param("attempt", "attempts"),),
+    values={"processed_at": MACHINE.param("now", "processed_at"), "last_error": "",
+            "studio_id": func.coalesce(MACHINE.param("studio_id", "studio_id"), _c.studio_id)},
+    stale="Another attempt took this event over.") for name in ("finish", "ignore")}
 
 
 def _attempt(attempt: int | None):
@@ -80,9 +91,12 @@ def _studio(studio_id: int | None) -> dict:
 
 def finish(event_id: int, *, now: datetime, attempt: int | None, ignored: bool = False,
            studio_id: int | None = None) -> None:
-    MACHINE.apply(event_id, "ignore" if ignored else "finish", now=now, current=S.PROCESSING,
-                  where=_attempt(attempt), values={"processed_at": now, "last_error": "", **_studio(studio_id)},
-                  stale="Another attempt took this event over.")
+    if attempt is None:
+        MACHINE.apply(event_id, "ignore" if ignored else "finish", now=now, current=S.PROCESSING,
+                      values={"processed_at": now, "last_error": "", **_studio(studio_id)},
+                      stale="Another attempt took this event over.")
+        return
+    _DONE["ignore" if ignored else "finish"].apply(event_id, now=now, attempt=attempt, studio_id=studio_id)
 
 
 def retry(event_id: int, *, now: datetime, attempt: int | None, error: str, studio_id: int | None = None) -> None:
