@@ -9,7 +9,9 @@ driven by the same load generator: `wrk` when installed, else a Python client; e
 
 Printed per path: requests/s, that as a share of the bare app's requests/s measured in the same run with the same
 client, and p50/p95/p99 latency (ms). Webhook deliveries must each be signed afresh (a repeated signed request is a
-replay), so they are driven by the Python client, and compared with the bare app under the Python client.
+replay), so they are driven by the Python client, and compared with the bare app receiving the same deliveries
+from the same client (its POST route reads the body and answers JSON; its GET under the Python client is printed
+too).
 Run: .venv/bin/python -m benchmarks.http_paths [--seconds 10] [--connections 4] [--workers 4] [--json]
 """
 from __future__ import annotations
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
             return body.encode(), {"Content-Type": "application/json",
                                    "Stripe-Signature": stripe_standin.sign(body.encode(), secret, sent_at)}
 
+        report["bare_deliveries"] = python_load(bare_base + "/", method="POST", body_for=delivery, **drive)
         report["paths"]["webhook acknowledgement"] = python_load(base + "/webhooks/stripe", method="POST",
                                                                  body_for=delivery, **drive)
         return report
@@ -127,15 +130,17 @@ def run(args: argparse.Namespace, database_url: str, tmp: str) -> dict:
 
 
 def print_table(report: dict, out) -> None:
-    bare, bare_py = report["bare"], report["bare_python"]
+    bare, bare_py, bare_post = report["bare"], report["bare_python"], report["bare_deliveries"]
     print(f"[{report['machine']}; gunicorn -c gunicorn.conf.py, {report['workers']} workers; "
           f"{report['connections']} connections, {report['seconds']} s per path; "
           f"{report['seeded']['bookings']} bookings]", file=out)
-    print(f"bare Flask: {bare['rps']} req/s ({bare['client']}), {bare_py['rps']} req/s (python client)\n", file=out)
+    print(f"bare Flask: {bare['rps']} req/s ({bare['client']}), {bare_py['rps']} req/s (python client), "
+          f"{bare_post['rps']} signed deliveries/s (python client)\n", file=out)
     print(f"{'path':<30}{'req/s':>9}{'of bare':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}  client",
           file=out)
     for name, r in report["paths"].items():
-        yardstick = bare if r["client"] == bare["client"] else bare_py
+        yardstick = bare_post if name == "webhook acknowledgement" else bare if r["client"] == bare["client"] \
+            else bare_py
         share = f"{100 * r['rps'] / yardstick['rps']:.0f}%" if yardstick["rps"] else "-"
         print(f"{name:<30}{r['rps']:>9}{share:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
               f"  {r['client']}", file=out)

@@ -159,6 +159,50 @@ def test_redelivery_with_a_fresh_signature_is_a_counted_duplicate_processed_once
         assert db.session.scalar(select(func.count(WebhookSignature.id))) == 2
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_on_postgres_an_acknowledgement_is_one_statement_in_autocommit(app, client, monkeypatch):
+    """Storing a delivery is one INSERT (the signature in a CTE) that is its own transaction: no BEGIN (psycopg
+    sends one before the first statement of a connection not in autocommit) and no COMMIT travel, for a new event,
+    a redelivery and a refused replay alike."""
+    import psycopg
+
+    assert signed_post(client, _event("evt_first_connection")).status_code == 200  # the dialect's first-connect queries
+    sent: list[tuple[str, bool]] = []
+    commits: list[object] = []
+    execute, commit = psycopg.Cursor.execute, psycopg.Connection.commit
+    requests = threading.get_ident()  # the test client's requests run here; processing on the job threads
+
+    def watched_execute(cursor, query, *args, **kwargs):
+        if threading.get_ident() == requests:
+            sent.append((str(query), cursor.connection.autocommit))
+        return execute(cursor, query, *args, **kwargs)
+
+    def watched_commit(connection):
+        if threading.get_ident() == requests:
+            commits.append(connection)
+        return commit(connection)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", watched_execute)
+    monkeypatch.setattr(psycopg.Connection, "commit", watched_commit)
+    event = _event("evt_one_statement")
+    body = json.dumps(event).encode()
+    header = sign(body, STRIPE_WEBHOOK_SECRET, int(time.time()) - 5)
+    answers = [client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header}),
+               signed_post(client, event),
+               client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header})]
+    assert [a.status_code for a in answers] == [200, 200, 400]
+    assert [a.get_json().get("duplicate") for a in answers[:2]] == [False, True]
+    assert answers[2].get_json()["error"] == "replay_blocked"
+    assert len(sent) == 3 and all(query.lstrip().startswith("WITH signed AS") for query, _ in sent), sent
+    assert all(autocommit for _, autocommit in sent) and commits == []
+    monkeypatch.undo()
+    with app.app_context():
+        row = db.session.scalar(select(WebhookEvent).filter_by(provider_event_id="evt_one_statement"))
+        assert row.deliveries == 2
+        assert db.session.scalar(select(func.count(WebhookSignature.id))) == 3
+
+
 @BOTH
 def test_concurrent_deliveries_of_one_event_store_it_once(app):
     """Stripe may deliver an event again while the first delivery is still being stored: each delivery is
