@@ -13,6 +13,9 @@ DATE_SENSITIVE_TESTS := tests/lessons tests/calendar tests/notifications tests/u
 MORE_DATE_TESTS := tests/admin tests/ops
 MORE_DATES_AT := 2027-03-14T06:30:00+00:00
 TEST_REDIS_BASE ?= redis://127.0.0.1:6379
+# `make test` runs the suite in this many processes at once (pytest-xdist; each its own Redis database, see
+# tests/conftest.py); TEST_PROCESSES=0 runs it in one, as a debugger wants.
+TEST_PROCESSES ?= 2
 
 .PHONY: run test test-dates test-dates-early test-dates-late bench worker standin clean
 
@@ -27,7 +30,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # Two lanes run at once (each with its own Redis database, `TEST_REDIS_URL`), their output kept apart.
 test-dates: $(STAMP)

@@ -33,7 +33,20 @@ from portal.extensions import db
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _redis_test_url() -> str:
+    """TEST_REDIS_URL (db 13 unless it says otherwise); under pytest-xdist, worker gwN takes the database N above it,
+    so tests running at once never share a queue."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        base, _, number = url.rpartition("/")
+        url = f"{base}/{int(number) + int(worker[2:])}"
+    return url
+
+
+REDIS_TEST_URL = _redis_test_url()
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 TEST_SECRET = "test-secret-key-" + "x" * 32
 STRIPE_WEBHOOK_SECRET = "whsec_" + "portal-tests-" * 3
