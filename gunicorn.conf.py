@@ -16,3 +16,10 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """The app is loaded: leave its startup objects out of the collector's full passes (`portal.heap`)."""
+    from portal.heap import freeze_startup_objects
+
+    freeze_startup_objects()

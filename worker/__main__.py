@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 
-from portal import create_app, dispatch, metrics
+from portal import create_app, dispatch, heap, metrics
 
 log = logging.getLogger("portal.worker")
 
@@ -97,6 +97,7 @@ def main(argv=None) -> int:
 
     running = [threading.Thread(target=run, args=(s,), name=f"rq-worker-{n}", daemon=True)
                for n, s in enumerate(siblings, start=1)]
+    heap.freeze_startup_objects()
     with app.app_context():
         if args.sweep_interval > 0 and not args.burst:
             dispatch.start_sweeper(app, args.sweep_interval, stop)
