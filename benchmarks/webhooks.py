@@ -15,7 +15,9 @@ stand-in runs here, delivering up to --standin-senders webhooks at once (Stripe 
    RQ wait); work = job started -> seen confirmed (incl. re-fetching the session, and up to one poll interval).
 3. throughput        D bookings paid with no worker running (their events stored and queued), then 2 worker
    processes drain the queue: events/s from the first job's start to the last booking seen confirmed, and steady:
-   the rate of the middle 80% of job starts (without one process's start-up and the last stragglers).
+   the rate of the middle 80% of job starts (without one process's start-up and the last stragglers). Then where
+   the machine's CPU went per event, from /proc (Linux): the worker processes, PostgreSQL, Redis and this process
+   (mostly the stand-in), counted from both workers being ready to the last confirmation.
 4. stand-in ceiling  Checkout Session retrievals (what a worker asks Stripe per event) from 8 client threads: the
    most the stand-in answers per second here. Part 3 must stay well below it, or the stand-in is what is measured.
 Read p95/max against p50: a wide gap is queueing; a large `queue` means the workers cannot keep up with --rate.
@@ -230,6 +232,30 @@ def start_workers(n: int, args: argparse.Namespace, env: dict, tmp: str) -> list
                        env, f"{tmp}/worker.log") for _ in range(n)]
 
 
+def cpu_seconds(worker_pids: set[int]) -> dict[str, float] | None:
+    """CPU time so far (user + system, from /proc) of the processes a drain keeps busy, by kind: the worker
+    processes, PostgreSQL's processes, Redis, and this one (the stand-in answering the workers, and the poller).
+    None where /proc cannot be read (not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    found = {"workers": 0.0, "postgres": 0.0, "redis": 0.0, "stand-in (this process)": 0.0}
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                fields, command = stat.read().rsplit(")", 1)[1].split(), cmdline.read()
+        except OSError:  # gone meanwhile
+            continue
+        kind = ("workers" if pid in worker_pids else "stand-in (this process)" if pid == os.getpid() else
+                "postgres" if command.startswith(b"postgres") or b"/postgres" in command.split(b"\0")[0] else
+                "redis" if b"redis-server" in command else None)
+        if kind:
+            found[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
 def drain(app, studio_id: int, slots, standin_base: str, database_url: str, args, env: dict, tmp: str,
           procs: list) -> dict:
     """Pay D bookings with no worker running, wait until their events are stored and queued, then time 2 worker
@@ -249,10 +275,17 @@ def drain(app, studio_id: int, slots, standin_base: str, database_url: str, args
         wait_until(lambda: count(stored_sql) >= len(pairs), "the drain's events stored", timeout=120)
         group = start_workers(2, args, env, tmp)
         procs.extend(group)
+        pids = {proc.pid for proc in group}
+        cache = redis.Redis.from_url(env["REDIS_URL"])
+        # Start counting CPU once both processes are ready, so their start-up is not charged to the events.
+        wait_until(lambda: Worker.count(connection=cache) >= 2 * args.worker_threads, "2 RQ worker processes",
+                   group[0], timeout=60)
         confirmed_sql = "SELECT count(*) FROM bookings WHERE id = ANY(%s) AND status = 'confirmed'"
+        cpu_before, confirmed_before = cpu_seconds(pids), count(confirmed_sql)
         wait_until(lambda: count(confirmed_sql) >= len(pairs), "the drain's bookings confirmed", group[0],
                    timeout=args.timeout + 60)
         done = clock.time()
+        cpu_after = cpu_seconds(pids)
         starts = sorted(row[0].timestamp() for row in conn.execute(
             "SELECT e.processed_at FROM webhook_events e JOIN payments p ON p.checkout_session_id = e.object_id "
             "WHERE p.booking_id = ANY(%s) AND e.processed_at IS NOT NULL", (booking_ids,)))
@@ -261,8 +294,12 @@ def drain(app, studio_id: int, slots, standin_base: str, database_url: str, args
     # The middle 80% of job starts: the rate once both processes run, without one's start-up or the last stragglers.
     low, high = starts[len(starts) // 10], starts[len(starts) * 9 // 10]
     steady = (len(starts) * 9 // 10 - len(starts) // 10) / (high - low) if high > low else math.nan
+    counted = len(pairs) - confirmed_before
+    cpu_ms = ({kind: round(1000 * (cpu_after[kind] - cpu_before[kind]) / counted, 2) for kind in cpu_before}
+              if cpu_before is not None and cpu_after is not None and counted > 0 else None)
     return {"events": len(pairs), "workers": 2, "threads": args.worker_threads, "seconds": round(seconds, 2),
-            "events_per_s": round(len(pairs) / seconds, 1), "steady_events_per_s": round(steady, 1)}
+            "events_per_s": round(len(pairs) / seconds, 1), "steady_events_per_s": round(steady, 1),
+            "cpu_ms_per_event": cpu_ms, "cpu_counted_events": counted}
 
 
 def standin_ceiling(app, session_ids: list[str], threads: int = 8, calls: int = 2000) -> dict:
@@ -364,6 +401,10 @@ def print_table(report: dict, out) -> None:
         print(f"\n3. throughput: {d['events']} queued events drained by {d['workers']} worker processes "
               f"({d['threads']} threads each) in {d['seconds']} s = {d['events_per_s']} events/s (steady "
               f"{d['steady_events_per_s']}/s)", file=out)
+        if d.get("cpu_ms_per_event"):
+            parts = ", ".join(f"{kind} {ms}" for kind, ms in d["cpu_ms_per_event"].items())
+            print(f"   CPU ms per event (the last {d['cpu_counted_events']}, both processes ready): {parts}; "
+                  f"all {sum(d['cpu_ms_per_event'].values()):.2f} on {os.cpu_count()} CPUs", file=out)
     c = report["standin"]
     print(f"\n4. stand-in ceiling: {c['calls']} Checkout Session retrievals from {c['threads']} threads = "
           f"{c['calls_per_s']} calls/s", file=out)
