@@ -179,12 +179,19 @@ class _Answer:
     body: bytes
 
 
-#: Anonymous answers a process keeps for `public(reuse=...)` (least recently used dropped first).
+#: Anonymous answers a process keeps for `public(reuse=...)` (least recently used dropped first): at most this many,
+#: and at most this many bytes of them. The key is the whole URL, query string included, so anyone can make new
+#: entries; the byte bound is what keeps a process's memory in hand (a month's package page is tens of KiB).
 ANSWERS_KEPT = 1024
+ANSWER_BYTES_KEPT = 16 * 1024 * 1024
+
+
+def _weight(answer: _Answer) -> int:
+    return len(answer.body) + sum(len(name) + len(value) for name, value in answer.headers)
 
 
 def _answers() -> LRU:
-    return app_cache("public_answers", ANSWERS_KEPT)
+    return app_cache("public_answers", ANSWERS_KEPT, max_bytes=ANSWER_BYTES_KEPT, weigh=_weight)
 
 
 def _answer_key() -> tuple:

@@ -258,3 +258,21 @@ def test_public_reads_survive_the_server_closing_every_connection(client, studio
     assert _slots(client, day) == first
     assert client.get(page).status_code == 200
     assert client.get("/s/no-such-studio/api/availability?package=lesson-60&resource=piano").status_code == 404
+
+
+def test_kept_answers_stay_within_their_byte_budget_however_many_urls_are_asked(app, client, studio, monkeypatch):
+    """Every query string is a URL of its own: the bytes kept, not only their number, are bounded."""
+    from portal import http
+
+    assert client.get(f"{STUDIO}/?v=0").status_code == 200
+    weight = app.extensions["public_answers"].bytes  # one kept page with its headers
+    assert weight > 1000
+    budget = 3 * weight + weight // 2
+    monkeypatch.setattr(http, "ANSWER_BYTES_KEPT", budget)
+    app.extensions.pop("public_answers")  # made again, with the smaller budget, on the next request
+    for n in range(1, 11):
+        assert client.get(f"{STUDIO}/?v={n}").status_code == 200
+    kept = app.extensions["public_answers"]
+    urls = [key[0] for key in kept._items]
+    assert len(kept) == 3 and kept.bytes <= budget, urls
+    assert [url.rsplit("=", 1)[1] for url in urls] == ["8", "9", "10"]
