@@ -11,6 +11,7 @@ import importlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import timedelta
 
 from flask import Flask, current_app
 
@@ -27,9 +28,10 @@ MAIL_JOBS = frozenset({"send_notification"})
 #: instead of storing a result and a finished-registry entry for an hour (a failed one is kept all the same) —
 #: at hundreds of events a second, an hour of kept webhook jobs would be a large share of Redis's memory. A webhook
 #: job's outcome is on its log line and in its event row.
-RESULTLESS_JOBS = frozenset({"process_webhook_event"})
+RESULTLESS_JOBS = frozenset({"process_webhook_event", "drain_webhook_events"})
 JOBS = {
     "process_webhook_event": "portal.jobs.webhooks.process_webhook_event",
+    "drain_webhook_events": "portal.jobs.webhooks.drain_webhook_events",
     "release_expired_holds": "portal.jobs.sweeps.release_expired_holds",
     "requeue_stuck_events": "portal.jobs.sweeps.requeue_stuck_events",
     "prune_webhook_signatures": "portal.jobs.sweeps.prune_webhook_signatures",
@@ -47,6 +49,10 @@ SWEEPS = ("release_expired_holds", "requeue_stuck_events", "prune_webhook_signat
 #: Jobs the sweeper queues once an hour (one worker per hour across the fleet).
 HOURLY = ("reconcile_with_stripe", "expire_credits")
 HOUR_SEC = 3600
+#: How long a `wake()` flag lives without its job starting (a job lost with Redis, a worker killed before it took
+#: it): after that, the next `wake()` queues another job. It only bounds that rare delay; the stuck-event sweep is
+#: the backstop.
+WAKE_TTL_SEC = 30
 
 
 class DispatchError(RuntimeError):
@@ -87,21 +93,70 @@ class RQDispatcher:
         return {queue.name: queue.count for queue in self.queues}
 
     def enqueue(self, name: str, *args) -> None:
+        self._enqueue(name, [args], self.retry_delays)
+
+    def enqueue_many(self, name: str, arguments: list[tuple]) -> None:
+        """`enqueue(name, *args)` for each tuple of `arguments`, in one pipeline."""
+        if arguments:
+            self._enqueue(name, arguments, self.retry_delays)
+
+    def wake(self, name: str) -> bool:
+        """Queue job `name` (no arguments) unless one is already waiting to start: a burst of callers queues one
+        job, which finds all their work (`woken()` at its start lets the next caller queue another). True if this
+        call queued it. The flag is one `SET NX` (one round trip for every caller that finds it set)."""
+        from redis.exceptions import RedisError
+
+        key = _waiting_key(name)
+        try:
+            if not self.queue.connection.set(key, "1", nx=True, ex=WAKE_TTL_SEC):
+                return False
+        except RedisError as error:
+            raise DispatchError(f"could not wake {name}: {error}") from error
+        try:
+            self._enqueue(name, [()], ())  # no retries: the next wake, or the sweep, takes over
+        except DispatchError:
+            self.woken(name)
+            raise
+        return True
+
+    def woken(self, name: str) -> None:
+        """Job `name` started: the next `wake()` queues another. Never raises (the flag expires anyway)."""
+        from redis.exceptions import RedisError
+
+        try:
+            self.queue.connection.delete(_waiting_key(name))
+        except RedisError as error:
+            log.warning("could not clear the wake flag of %s: %s", name, error)
+
+    def retry_later(self, name: str, *args, attempt: int) -> None:
+        """Run job `name` again after the delay that follows attempt `attempt` (made elsewhere, e.g. in a batch), with
+        the retries that are left after it: the same schedule as if the job itself had failed that attempt."""
+        self._enqueue(name, [args], self.retry_delays[attempt:], after=self.retry_delays[attempt - 1])
+
+    def _enqueue(self, name: str, arguments: list[tuple], delays, after: float | None = None) -> None:
         from redis.exceptions import RedisError
         from rq import Retry
 
-        retry = Retry(max=len(self.retry_delays), interval=list(self.retry_delays)) if self.retry_delays else None
+        retry = Retry(max=len(delays), interval=list(delays)) if delays else None
         queue = self.queues[name in MAIL_JOBS]
+        options = dict(retry=retry, job_timeout=300, result_ttl=0 if name in RESULTLESS_JOBS else 3600,
+                       failure_ttl=7 * 86400,
+                       meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
         try:
             # One pipeline for the whole hand-off: given none, RQ sends two (the queue's registration, then the job).
             with queue.connection.pipeline() as pipe:
-                queue.enqueue(JOBS[name], *args, retry=retry, job_timeout=300,
-                              result_ttl=0 if name in RESULTLESS_JOBS else 3600,
-                              failure_ttl=7 * 86400, pipeline=pipe,
-                              meta={"request_id": logs.current_request_id(), "trace": tracing.carrier()})
+                for args in arguments:
+                    if after is None:
+                        queue.enqueue(JOBS[name], *args, pipeline=pipe, **options)
+                    else:
+                        queue.enqueue_in(timedelta(seconds=after), JOBS[name], *args, pipeline=pipe, **options)
                 pipe.execute()
         except RedisError as error:
             raise DispatchError(f"could not enqueue {name}: {error}") from error
+
+
+def _waiting_key(name: str) -> str:
+    return f"portal:waiting:{name}"
 
 
 class InProcessDispatcher:
@@ -112,6 +167,7 @@ class InProcessDispatcher:
         self.retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portal-job")
         self._pending: set[Future | threading.Timer] = set()
+        self._waiting: set[str] = set()  # jobs queued by wake() that have not started
         self._lock = threading.Lock()
 
     def depth(self) -> int:
@@ -125,8 +181,28 @@ class InProcessDispatcher:
     def enqueue(self, name: str, *args) -> None:
         self._submit(name, args, attempt=1, request_id=logs.current_request_id(), trace=tracing.carrier())
 
-    def _submit(self, name, args, attempt, request_id=None, trace=None):
-        future = self._pool.submit(self._run, name, args, attempt, request_id, trace)
+    def enqueue_many(self, name: str, arguments: list[tuple]) -> None:
+        for args in arguments:
+            self.enqueue(name, *args)
+
+    def wake(self, name: str) -> bool:
+        """As `RQDispatcher.wake`: the flag is cleared when the job starts, and the job is not retried."""
+        with self._lock:
+            if name in self._waiting:
+                return False
+            self._waiting.add(name)
+        self._submit(name, (), attempt=len(self.retry_delays) + 1, request_id=logs.current_request_id(),
+                     trace=tracing.carrier(), woken=name)
+        return True
+
+    def woken(self, name: str) -> None:
+        """Cleared by the pool as the job starts (nothing to do)."""
+
+    def retry_later(self, name: str, *args, attempt: int) -> None:
+        self._schedule_retry(name, args, attempt, logs.current_request_id(), tracing.carrier())
+
+    def _submit(self, name, args, attempt, request_id=None, trace=None, woken=None):
+        future = self._pool.submit(self._run, name, args, attempt, request_id, trace, woken)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -135,7 +211,10 @@ class InProcessDispatcher:
         with self._lock:
             self._pending.discard(item)
 
-    def _run(self, name, args, attempt, request_id=None, trace=None):
+    def _run(self, name, args, attempt, request_id=None, trace=None, woken=None):
+        if woken is not None:
+            with self._lock:
+                self._waiting.discard(woken)
         with self.app.app_context(), logs.request_id_scope(request_id), tracing.continued(trace):
             try:
                 _resolve(name)(*args)
@@ -143,14 +222,18 @@ class InProcessDispatcher:
                 if attempt > len(self.retry_delays):
                     log.exception("job %s%r failed on its last attempt", name, args)
                     return
-                delay = self.retry_delays[attempt - 1]
                 log.warning("job %s%r failed (attempt %d: %s: %s); retrying in %ss", name, args, attempt,
-                            type(error).__name__, error, delay)
-                timer = threading.Timer(delay, self._retry, (name, args, attempt + 1, request_id, trace))
-                timer.daemon = True
-                with self._lock:
-                    self._pending.add(timer)
-                timer.start()
+                            type(error).__name__, error, self.retry_delays[attempt - 1])
+                self._schedule_retry(name, args, attempt, request_id, trace)
+
+    def _schedule_retry(self, name, args, attempt, request_id, trace):
+        """Run the job again after the delay that follows attempt `attempt`, as attempt `attempt + 1`."""
+        timer = threading.Timer(self.retry_delays[attempt - 1], self._retry,
+                                (name, args, attempt + 1, request_id, trace))
+        timer.daemon = True
+        with self._lock:
+            self._pending.add(timer)
+        timer.start()
 
     def _retry(self, name, args, attempt, request_id=None, trace=None):
         self._submit(name, args, attempt, request_id, trace)  # before forgetting the timer, so drain() never sees a gap
@@ -196,6 +279,26 @@ def get_dispatcher():
 
 def enqueue(name: str, *args) -> None:
     get_dispatcher().enqueue(name, *args)
+
+
+def enqueue_many(name: str, arguments: list[tuple]) -> None:
+    """`enqueue(name, *args)` for each tuple of `arguments` (for RQ, in one round trip)."""
+    get_dispatcher().enqueue_many(name, arguments)
+
+
+def wake(name: str) -> bool:
+    """Queue job `name` unless one is waiting to start already (see `RQDispatcher.wake`)."""
+    return get_dispatcher().wake(name)
+
+
+def woken(name: str) -> None:
+    """Called by a job queued with `wake()` as it starts."""
+    get_dispatcher().woken(name)
+
+
+def retry_later(name: str, *args, attempt: int) -> None:
+    """Schedule job `name(*args)` as the retry of attempt `attempt` (raises `DispatchError` if the queue is down)."""
+    get_dispatcher().retry_later(name, *args, attempt=attempt)
 
 
 def max_attempts() -> int:

@@ -122,10 +122,11 @@ def job_studio_scope():
 
 
 def job_concerns(studio_id: int, slug: str) -> None:
-    """The job running now (if any) is about this studio: its log line names it without looking it up again."""
+    """The job running now (if any) is about this studio: its log line names it without looking it up again. A job
+    that learns of two studios (a batch of webhook events) names none."""
     learnt = _job_studio.get()
-    if learnt is not None:
-        learnt["studio"] = (studio_id, slug)
+    if learnt is not None and learnt.setdefault("studio", (studio_id, slug)) != (studio_id, slug):
+        learnt["studio"] = None
 
 
 def log_job(name: str, args: tuple, outcome: str, started: float, *,

@@ -57,21 +57,24 @@ def count(*changes: tuple[Counted, int, int]) -> None:
         total[2] += late_cancels
         if confirmed:
             days.setdefault((where.day, where.resource_id, where.package_id), [where.studio_id, 0])[1] += confirmed
-    for (resource_id, package_id), (studio_id, confirmed, late_cancels) in sorted(totals.items()):
-        if confirmed or late_cancels:
-            _add(ResourceBookingTotal, {"resource_id": resource_id, "package_id": package_id},
-                 studio_id=studio_id, confirmed=confirmed, late_cancels=late_cancels)
-    for (day, resource_id, package_id), (studio_id, confirmed) in sorted(days.items()):
-        if confirmed:
-            _add(ResourceBookingDay, {"day": day, "resource_id": resource_id, "package_id": package_id},
-                 studio_id=studio_id, confirmed=confirmed)
+    _add(ResourceBookingTotal, ("resource_id", "package_id"), ("confirmed", "late_cancels"),
+         [{"resource_id": resource_id, "package_id": package_id, "studio_id": studio_id, "confirmed": confirmed,
+           "late_cancels": late_cancels}
+          for (resource_id, package_id), (studio_id, confirmed, late_cancels) in sorted(totals.items())
+          if confirmed or late_cancels])
+    _add(ResourceBookingDay, ("day", "resource_id", "package_id"), ("confirmed",),
+         [{"day": day, "resource_id": resource_id, "package_id": package_id, "studio_id": studio_id,
+           "confirmed": confirmed}
+          for (day, resource_id, package_id), (studio_id, confirmed) in sorted(days.items()) if confirmed])
 
 
-def _add(model, key: dict, *, studio_id: int, **amounts: int) -> None:
-    """`INSERT … ON CONFLICT DO UPDATE` adding `amounts` to the row of `key` (created with them if missing)."""
+def _add(model, key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict]) -> None:
+    """`INSERT … ON CONFLICT DO UPDATE` adding each row's `amounts` to the row of its `key` (created with them if
+    missing), in key order; many rows go in one `executemany` (one round trip on PostgreSQL)."""
+    if not rows:
+        return
     dialect = db.session.get_bind().dialect.name
-    statement = _upsert(model, dialect, tuple(key), tuple(amounts))
-    db.session.connection().execute(statement, {**key, "studio_id": studio_id, **amounts})
+    db.session.connection().execute(_upsert(model, dialect, key, amounts), rows if len(rows) > 1 else rows[0])
 
 
 @functools.lru_cache(maxsize=32)

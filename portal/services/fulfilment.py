@@ -6,21 +6,26 @@ later); confirmation of the booking and the payment record happen in one transac
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from flask import current_app, has_app_context
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from portal import logs, metrics, tenancy
+from portal import dispatch, logs, metrics, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, Studio
 from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import audit, notifications, packs, refunds
+from portal.services import audit, booking_totals, notifications, packs, refunds
 from portal.services.errors import NotFound
 from portal.services.states import booking as booking_states
 from portal.services.states import payment as payments
@@ -98,27 +103,161 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
     if claimed is None:
         return "skipped"
     taken, paying = claimed
-    attempt = taken.attempt
     event = _Event(event_id, taken.type, taken.payload or {}, taken.received_at)
+    return _attempt(event, taken.attempt, paying, provider, now, max_attempts)
+
+
+def _attempt(event: _Event, attempt: int, paying: _Paying | None, provider: PaymentProvider, now: datetime,
+             max_attempts: int, fetched: CheckoutSession | Exception | None = None) -> str:
+    """One attempt at a claimed event, to its recorded end: processed, ignored, retry (raises `RetryLater`) or dead.
+    `fetched`: Stripe's answer about the payment's Checkout Session, when it was asked already (or what asking
+    raised)."""
     try:
         with tenancy.all_tenants():
-            outcome = _dispatch(event, paying, provider, now)
+            outcome = _dispatch(event, paying, provider, now, fetched)
     except Exception as error:
         db.session.rollback()
         # A refusal from the provider (unknown object, bad request) will not change on retry: dead at once.
         permanent = isinstance(error, PaymentProviderError) and not isinstance(error, TransientProviderError)
         if not isinstance(error, (PaymentProviderError, OperationalError)):
-            log.exception("unexpected error processing event %s", event_id)
+            log.exception("unexpected error processing event %s", event.id)
         return _failed(event, attempt, f"{type(error).__name__}: {error}", now, 1 if permanent else max_attempts)
     try:
-        events.finish(event_id, now=now, attempt=attempt, ignored=outcome == "ignored", studio_id=event.studio_id)
+        events.finish(event.id, now=now, attempt=attempt, ignored=outcome == "ignored", studio_id=event.studio_id)
         db.session.commit()
     except IllegalTransition as superseded:  # our lease ran out and a newer attempt owns the event
         db.session.rollback()
-        log.warning("event %s: %s", event_id, superseded.message)
+        log.warning("event %s: %s", event.id, superseded.message)
         return "superseded"
     metrics.webhook_events.labels("ignored" if outcome == "ignored" else "processed").inc()
     return outcome
+
+
+#: Events one batch claims (`process_waiting`): enough to spread a claim and a commit over many events, few enough
+#: that a batch is done in a moment when Stripe answers in a few hundred milliseconds.
+BATCH_SIZE = 32
+#: Stripe requests a batch has in flight at once: processing an event is mostly waiting for Stripe's answer.
+FETCHES_AT_ONCE = 8
+_fetchers: ThreadPoolExecutor | None = None
+_fetchers_lock = threading.Lock()
+
+
+def process_waiting(*, provider: PaymentProvider, now: datetime, max_attempts: int, limit: int = BATCH_SIZE,
+                    on_full: Callable[[], None] | None = None) -> Counter:
+    """Process up to `limit` of the events waiting for their first attempt, together; returns their outcomes.
+
+    The batch is claimed in one statement (other workers' batches skip these rows), the payments of its Checkout
+    events are read in one more, in the same transaction, and their sessions are fetched from Stripe concurrently.
+    The plain case (a held booking paid as asked) is settled for the whole batch in one transaction: the payments,
+    the bookings, their totals and the events, each kind in one round trip. Anything else, or a batch whose
+    transaction is refused, goes through `_attempt` one event at a time, exactly as a single event's job would. An
+    attempt that fails is scheduled again with the retry delays (`dispatch.retry_later`); attempts and the dead end
+    are counted on the event row as ever.
+
+    `on_full` is called when the claim took `limit` events (more are probably waiting): to wake another worker
+    before this one spends its time on Stripe's answers."""
+    claimed = events.take_waiting(now=now, max_attempts=max_attempts, limit=limit)
+    if not claimed:
+        db.session.commit()
+        return Counter()
+    if len(claimed) == limit and on_full is not None:
+        on_full()
+    taken = [_Event(row.id, row.type, row.payload or {}, row.received_at) for row in claimed]
+    attempts = {row.id: row.attempt for row in claimed}
+    sessions = [_object(event.payload).get("id") for event in taken if event.type in SESSION_EVENTS]
+    paying = _paying_for_sessions([session for session in sessions if isinstance(session, str) and session])
+    db.session.commit()
+    payment_of = {event.id: paying.get(_object(event.payload).get("id")) for event in taken
+                  if event.type in SESSION_EVENTS}
+    fetched = _fetch_sessions(provider, {event_id: payment.checkout_session_id
+                                         for event_id, payment in payment_of.items() if payment is not None})
+    plain, seen = [], set()
+    for event in taken:
+        payment, session = payment_of.get(event.id), fetched.get(event.id)
+        if (payment is not None and isinstance(session, CheckoutSession) and payment.id not in seen
+                and _settles_plainly(payment, session)):
+            seen.add(payment.id)
+            plain.append((event, payment, session))
+    outcomes = Counter()
+    if plain and _settle_together(plain, attempts, now):
+        outcomes["processed"] += len(plain)
+        done = {event.id for event, _, _ in plain}
+    else:
+        done = set()
+    for event in taken:
+        if event.id in done:
+            continue
+        try:
+            outcomes[_attempt(event, attempts[event.id], payment_of.get(event.id), provider, now, max_attempts,
+                              fetched.get(event.id))] += 1
+        except RetryLater:
+            outcomes["retry"] += 1
+            try:
+                dispatch.retry_later("process_webhook_event", event.id, attempt=attempts[event.id])
+            except dispatch.DispatchError as error:  # the stuck-event sweep queues it
+                log.warning("event %s: retry not scheduled (%s)", event.id, error)
+    return outcomes
+
+
+def _fetch_sessions(provider: PaymentProvider, sessions: dict[int, str]) -> dict[int, CheckoutSession | Exception]:
+    """Stripe's answer (or the exception asking raised) for each event's Checkout Session, asked concurrently."""
+    def fetch(session_id: str) -> CheckoutSession | Exception:
+        try:
+            return provider.retrieve_checkout_session(session_id)
+        except Exception as error:  # handled with the event, as if it had been raised there
+            return error
+
+    if len(sessions) <= 1:
+        return {event_id: fetch(session_id) for event_id, session_id in sessions.items()}
+    global _fetchers
+    with _fetchers_lock:
+        if _fetchers is None:
+            _fetchers = ThreadPoolExecutor(FETCHES_AT_ONCE, thread_name_prefix="stripe-fetch")
+    # Each under a copy of this context: the app's (metrics, tracing) and the job's span, as if fetched here.
+    answers = _fetchers.map(lambda session_id, context: context.run(fetch, session_id), sessions.values(),
+                            [contextvars.copy_context() for _ in sessions])
+    return dict(zip(sessions, answers, strict=True))
+
+
+def _settles_plainly(payment: _Paying, session: CheckoutSession) -> bool:
+    """Paid as asked for one held booking, nothing settled before: what `_settle` would settle and confirm."""
+    return (session.payment_status in ("paid", "no_payment_required") and payment.flag is None
+            and payment.series_id is None and payment.booking_status == BookingStatus.HELD
+            and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.EXPIRED,
+                                   PaymentStatus.FAILED)
+            and session.amount_total == payment.amount_minor
+            and (session.currency or "").lower() == payment.currency.lower())
+
+
+def _settle_together(plain: list[tuple[_Event, _Paying, CheckoutSession]], attempts: dict[int, int],
+                     now: datetime) -> bool:
+    """Settle the payments, confirm the bookings and finish the events of `plain` in one transaction. False (rolled
+    back) if any row moved meanwhile or a constraint refused: the caller then takes them one at a time."""
+    try:
+        settled = payments.settle_many([(payment.id, session.amount_total, session.currency,
+                                         session.payment_intent_id) for _, payment, session in plain], now=now)
+        confirmed = settled == len(plain) and booking_states.confirm_many(
+            [(payment.booking_id, payment.policy,
+              booking_totals.Counted(payment.studio_id, payment.booking_resource_id, payment.booking_package_id,
+                                     payment.booking_start_at)) for _, payment, _ in plain], now=now) == len(plain)
+        finished = confirmed and events.finish_many(
+            [(event.id, attempts[event.id], payment.studio_id) for event, payment, _ in plain], now=now) == len(plain)
+        if not finished:
+            db.session.rollback()
+            return False
+        db.session.commit()
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.info("batch of %d settled one by one instead (%s)", len(plain), type(error).__name__)
+        return False
+    metrics.webhook_events.labels("processed").inc(len(plain))
+    for event, payment, _ in plain:
+        logs.job_concerns(payment.studio_id, payment.studio_slug)
+        _count_confirmed((payment.booking_end_at - payment.booking_start_at) / timedelta(minutes=1), now,
+                         _stripe_time(event))
+    notifications.enqueue_many("confirmation", [(payment.booking_id, notifications.confirmation_key(payment.booking_id))
+                                                for _, payment, _ in plain])
+    return True
 
 
 def _failed(event: _Event, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
@@ -146,8 +285,10 @@ def _object(payload: dict | None) -> dict:
     return ((payload or {}).get("data") or {}).get("object") or {}
 
 
-def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, now: datetime) -> str:
-    """`paying`: the payment a Checkout event is about, read when the event was claimed (None: not a payment)."""
+def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, now: datetime,
+              fetched: CheckoutSession | Exception | None = None) -> str:
+    """`paying`: the payment a Checkout event is about, read when the event was claimed (None: not a payment);
+    `fetched`: Stripe's answer about its session when asked already (an exception asking raised is raised here)."""
     obj = _object(event.payload)
     if event.type in SESSION_EVENTS:
         if paying is None:
@@ -161,7 +302,9 @@ def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, 
         event.studio_id = paying.studio_id
         logs.job_concerns(paying.studio_id, paying.studio_slug)
         # The claim's transaction is committed: none is held (on SQLite: the write lock) across a call to Stripe.
-        session = provider.retrieve_checkout_session(paying.checkout_session_id)
+        if isinstance(fetched, Exception):
+            raise fetched
+        session = fetched or provider.retrieve_checkout_session(paying.checkout_session_id)
         return _apply_session_fresh(event.type, paying.id, session, provider, now, paid_at=_stripe_time(event),
                                     known=paying)
     if event.type == "payment_intent.payment_failed":
@@ -190,6 +333,8 @@ class _Paying(NamedTuple):
     booking_status: BookingStatus
     booking_start_at: datetime
     booking_end_at: datetime
+    booking_resource_id: int
+    booking_package_id: int
     studio_slug: str
     policy: dict
 
@@ -199,22 +344,34 @@ def _paying_statements():
     tenant filter: a payment is named by its session (an event seen across tenants) or by the id its caller found."""
     p, b, s = Payment.__table__, Booking.__table__, Studio.__table__
     columns = (p.c.id, p.c.studio_id, p.c.checkout_session_id, p.c.status, p.c.flag, p.c.series_id, p.c.amount_minor,
-               p.c.currency, p.c.booking_id, b.c.status, b.c.start_at, b.c.end_at, s.c.slug,
-               *(s.c[name] for name in Studio.POLICY_FIELDS))
+               p.c.currency, p.c.booking_id, b.c.status, b.c.start_at, b.c.end_at, b.c.resource_id, b.c.package_id,
+               s.c.slug, *(s.c[name] for name in Studio.POLICY_FIELDS))
     joined = select(*columns).select_from(p.join(b, b.c.id == p.c.booking_id).join(s, s.c.id == p.c.studio_id))
-    return (joined.where(p.c.checkout_session_id == bindparam("session_id", type_=p.c.checkout_session_id.type)),
-            joined.where(p.c.id == bindparam("payment_id", type_=p.c.id.type)))
+    session_type = p.c.checkout_session_id.type
+    return (joined.where(p.c.checkout_session_id == bindparam("session_id", type_=session_type)),
+            joined.where(p.c.id == bindparam("payment_id", type_=p.c.id.type)),
+            joined.where(p.c.checkout_session_id.in_(bindparam("session_ids", type_=session_type, expanding=True))))
 
 
-_PAYING_BY_SESSION, _PAYING_BY_ID = _paying_statements()
+_PAYING_BY_SESSION, _PAYING_BY_ID, _PAYING_BY_SESSIONS = _paying_statements()
 _POLICY_AT = len(_Paying._fields) - 1
 
 
 def _paying(statement, **params) -> _Paying | None:
     row = db.session.connection().execute(statement, params).first()
-    if row is None:
-        return None
+    return _as_paying(row) if row is not None else None
+
+
+def _as_paying(row) -> _Paying:
     return _Paying(*row[:_POLICY_AT], dict(zip(Studio.POLICY_FIELDS, row[_POLICY_AT:], strict=True)))
+
+
+def _paying_for_sessions(session_ids: list[str]) -> dict[str, _Paying]:
+    """`_paying_for_session` for many sessions in one SELECT: {session id: payment} (sessions not ours are absent)."""
+    if not session_ids:
+        return {}
+    rows = db.session.connection().execute(_PAYING_BY_SESSIONS, {"session_ids": session_ids}).all()
+    return {paying.checkout_session_id: paying for paying in map(_as_paying, rows)}
 
 
 def _paying_for_session(session_id) -> _Paying | None:

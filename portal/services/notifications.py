@@ -73,6 +73,18 @@ def enqueue(kind: str, booking_id: int, *, key: str) -> bool:
     return True
 
 
+def enqueue_many(kind: str, messages: list[tuple[int, str]]) -> bool:
+    """`enqueue` for many `(booking id, key)` messages of one kind, in one hand-off to the queue."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}")
+    try:
+        dispatch.enqueue_many("send_notification", [(kind, booking_id, key) for booking_id, key in messages])
+    except dispatch.DispatchError as error:
+        log.warning("%d %s notifications not queued: %s", len(messages), kind, error)
+        return False
+    return True
+
+
 # --- sending --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

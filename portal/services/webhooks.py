@@ -81,7 +81,9 @@ def receive(*, payload: bytes, signature_header: str | None, settings: Settings,
     `WebhookRejected` (400) or a database error (the caller answers 5xx).
 
     The event is stored `received` and stays so until a worker claims it: marking it `queued` after the hand-off
-    would cost a second transaction on every delivery. If the hand-off fails, the stuck-event sweep queues it.
+    would cost a second transaction on every delivery. The hand-off wakes a drain job unless one is waiting to start
+    already (which will find this event: it is committed): a burst of deliveries becomes a few jobs processing
+    batches of events, not a job each. If the hand-off fails, the stuck-event sweep queues the event.
     """
     try:
         signature = verify(payload, signature_header, settings.stripe_webhook_secrets,
@@ -99,7 +101,7 @@ def receive(*, payload: bytes, signature_header: str | None, settings: Settings,
         return receipt
     metrics.webhook_events.labels("received").inc()
     try:
-        dispatch.enqueue("process_webhook_event", receipt.event_id)
+        dispatch.wake("drain_webhook_events")
     except dispatch.DispatchError as error:
         log.warning("event %s stored but not queued (%s); the stuck-event sweep will queue it", provider_event_id,
                     error)

@@ -42,3 +42,54 @@ def test_a_webhook_job_keeps_no_result_but_keeps_its_failure_and_retries(dispatc
     (mail_job,) = Queue(MAIL_QUEUE_NAME, connection=connection).get_jobs()
     assert (webhook_job.result_ttl, webhook_job.failure_ttl, webhook_job.retries_left) == (0, 7 * 86400, 2)
     assert mail_job.result_ttl == 3600
+
+
+def test_a_burst_of_wakes_queues_one_job_until_it_starts(dispatcher):
+    """Every webhook delivery wakes the drain; only the first of a burst queues a job, which finds them all. Once it
+    has started, the next delivery queues another (its events may be after the running job's last look)."""
+    assert [dispatcher.wake("drain_webhook_events") for _ in range(5)] == [True, False, False, False, False]
+    (job,) = Queue(QUEUE_NAME, connection=dispatcher.queue.connection).get_jobs()
+    assert job.func_name == "portal.jobs.webhooks.drain_webhook_events" and job.args == ()
+    assert job.retries_left is None and job.result_ttl == 0  # the next wake, or the sweep, stands in for retries
+    assert 0 < dispatcher.queue.connection.ttl("portal:waiting:drain_webhook_events") <= 30
+    dispatcher.woken("drain_webhook_events")
+    assert dispatcher.wake("drain_webhook_events") is True
+    assert dispatcher.depths() == {QUEUE_NAME: 2, MAIL_QUEUE_NAME: 0}
+
+
+def test_a_wake_that_could_not_queue_its_job_leaves_no_flag_behind(dispatcher, monkeypatch):
+    from portal.dispatch import DispatchError
+
+    def refused(*_args, **_kwargs):
+        raise DispatchError("could not enqueue drain_webhook_events: connection reset")
+
+    monkeypatch.setattr(dispatcher, "_enqueue", refused)
+    with pytest.raises(DispatchError):
+        dispatcher.wake("drain_webhook_events")
+    assert not dispatcher.queue.connection.exists("portal:waiting:drain_webhook_events")
+
+
+def test_a_retry_later_follows_the_schedule_the_job_would_have_had(dispatcher):
+    """An event whose first attempt failed inside a batch goes on alone: queued after the delay that follows
+    attempt 1, with the retries that are left after it."""
+    from rq.registry import ScheduledJobRegistry
+
+    from portal.clock import utcnow
+
+    dispatcher.retry_later("process_webhook_event", 7, attempt=1)
+    assert dispatcher.depths() == {QUEUE_NAME: 0, MAIL_QUEUE_NAME: 0}  # not before its delay
+    registry = ScheduledJobRegistry(queue=dispatcher.queue)
+    (job_id,) = registry.get_job_ids()
+    job = dispatcher.queue.fetch_job(job_id)
+    assert (job.func_name.rsplit(".", 1)[1], job.args) == ("process_webhook_event", (7,))
+    assert job.retries_left == 1 and job.retry_intervals == [5]
+    scheduled_in = (registry.get_scheduled_time(job_id) - utcnow()).total_seconds()
+    assert 0 < scheduled_in <= 1.5
+
+
+def test_many_mails_are_queued_in_one_hand_off(dispatcher):
+    dispatcher.enqueue_many("send_notification", [("confirmation", n, f"confirmation:booking:{n}")
+                                                  for n in (1, 2, 3)])
+    jobs = Queue(MAIL_QUEUE_NAME, connection=dispatcher.queue.connection).get_jobs()
+    assert [job.args for job in jobs] == [("confirmation", n, f"confirmation:booking:{n}") for n in (1, 2, 3)]
+    assert {job.retries_left for job in jobs} == {2}

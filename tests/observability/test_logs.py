@@ -94,9 +94,9 @@ def test_the_request_id_travels_into_the_job_it_queued(app, client, caplog):
     assert response.status_code == 200
     request_id = response.headers["X-Request-ID"]
     drain(app)
-    (line,) = [r for r in _lines(caplog, "portal.jobs") if r.job == "process_webhook_event"]
-    assert (line.request_id, line.outcome, line.job_id) == (request_id, "ignored", None)
-    assert line.job_args == [1] and line.duration_ms >= 0
+    (line,) = [r for r in _lines(caplog, "portal.jobs") if r.job == "drain_webhook_events"]
+    assert (line.request_id, line.outcome, line.job_id) == (request_id, "1 ignored", None)
+    assert line.job_args == [] and line.duration_ms >= 0
     assert (line.studio, line.studio_id) == (None, None)  # an event about no studio's payment names none
 
 
@@ -123,7 +123,7 @@ def test_a_jobs_line_names_the_studio_it_concerns(app, client, studio, paid_less
     by_job = {}
     for line in lines:
         by_job.setdefault(line.job, []).append(line)
-    for name in ("process_webhook_event", "process_refund", "send_notification"):
+    for name in ("drain_webhook_events", "process_refund", "send_notification"):
         assert by_job.get(name), f"no {name} line in {sorted(by_job)}"
         assert {(line.studio, line.studio_id) for line in by_job[name]} == {(studio.slug, studio.id)}, name
     (sweep,) = by_job["release_expired_holds"]
@@ -154,8 +154,8 @@ def test_the_request_id_travels_through_rq_to_the_worker_process(app_env, sqlite
                                          "PORTAL_INSTANCE_PATH": str(tmp_path / "instance")}))
         assert worker.returncode == 0, worker.stderr
         lines = [json.loads(line) for line in worker.stderr.splitlines() if line.startswith("{")]
-        (job,) = [line for line in lines if line.get("job") == "process_webhook_event"]
-        assert job["request_id"] == request_id and job["outcome"] == "ignored" and job["job_id"]
+        (job,) = [line for line in lines if line.get("job") == "drain_webhook_events"]
+        assert job["request_id"] == request_id and job["outcome"] == "1 ignored" and job["job_id"]
     finally:
         empty_tables(app)
 

@@ -46,8 +46,8 @@ def test_a_paid_lesson_moves_the_booking_and_checkout_series(client, studio, pai
     assert before.delta(after, "checkout_sessions_completed_total") == 1
     assert before.delta(after, "payment_to_confirmed_seconds_count") == 1
     assert before.delta(after, "payment_to_confirmed_seconds_bucket", le="5.0") == 1  # seed 004: under 5 s
-    assert before.delta(after, "job_duration_seconds_count", job="process_webhook_event") == 1
-    assert before.delta(after, "job_failures_total", job="process_webhook_event") == 0
+    assert before.delta(after, "job_duration_seconds_count", job="drain_webhook_events") == 1
+    assert before.delta(after, "job_failures_total", job="drain_webhook_events") == 0
     assert before.delta(after, "webhook_events_total", status="processed") == 1
     assert after.value("rq_queue_depth", queue="portal") == 0
     assert after.value("paid_unconfirmed_bookings") == 0

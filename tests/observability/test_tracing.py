@@ -37,7 +37,7 @@ def test_a_paid_booking_is_one_trace_from_the_webhook_request_to_the_jobs_stripe
     paid_lesson(local(studio, days_ahead(studio, 2), "10:00"))
     spans = exporter.get_finished_spans()
     (request,) = [s for s in spans if s.name == "POST /webhooks/stripe"]
-    (job,) = _named(spans, "job process_webhook_event")
+    (job,) = _named(spans, "job drain_webhook_events")
     assert job.parent is not None and job.parent.span_id == request.context.span_id
     assert job.context.trace_id == request.context.trace_id
     (retrieve,) = [s for s in _named(spans, "stripe checkout.sessions.retrieve")
@@ -70,7 +70,7 @@ def test_the_trace_context_travels_through_rq(app_env, sqlite_database, tmp_path
         assert f"{request.context.trace_id:032x}" in queued.meta["trace"]["traceparent"]
         with app.app_context():  # an RQ worker runs its jobs inside the app, as `python -m worker` does
             SimpleWorker([queue], connection=queue.connection).work(burst=True)
-        (job,) = _named(exporter.get_finished_spans(), "job process_webhook_event")
+        (job,) = _named(exporter.get_finished_spans(), "job drain_webhook_events")
         assert job.context.trace_id == request.context.trace_id and job.parent.span_id == request.context.span_id
     finally:
         empty_tables(app)

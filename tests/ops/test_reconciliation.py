@@ -73,8 +73,10 @@ def test_a_lost_webhook_is_paid_but_unconfirmed_until_ops_refetches_the_session(
         raise DispatchError("redis is down")
 
     app.extensions["dispatcher"].enqueue = queue_down  # the event is stored but never queued
+    app.extensions["dispatcher"].wake = queue_down
     deliver(app, client, stripe_standin, types=("checkout.session.completed",))
     app.extensions["dispatcher"].enqueue = real_enqueue
+    del app.extensions["dispatcher"].wake
     assert ids(app, "paid_unconfirmed") == [] and ids(app, "stuck_events") == []  # not ten minutes yet
     with later(11):
         (item,) = listed(app, "paid_unconfirmed")

@@ -48,10 +48,12 @@ def store_without_queueing(app, client, stripe_standin, types=("checkout.session
         raise DispatchError("redis is down")
 
     app.extensions["dispatcher"].enqueue = queue_down
+    app.extensions["dispatcher"].wake = queue_down
     try:
         deliver(app, client, stripe_standin, types=types)
     finally:
         app.extensions["dispatcher"].enqueue = real_enqueue
+        del app.extensions["dispatcher"].wake
 
 
 @BOTH

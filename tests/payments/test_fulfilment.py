@@ -173,6 +173,7 @@ def test_two_workers_processing_one_event_at_once(app, client, auth, studio, str
     booking_id, session_id = _book(app, client, auth, studio)
     pay(stripe_standin, session_id)
     app.extensions["dispatcher"].enqueue = lambda *args: None  # leave processing to the two threads below
+    app.extensions["dispatcher"].wake = lambda *args: None
     [event] = events(stripe_standin, ("checkout.session.completed",))
     assert signed_post(client, event).status_code == 200
     with within(app):
@@ -338,11 +339,13 @@ def test_sweep_requeues_events_the_queue_lost(app, client, auth, studio, stripe_
         raise DispatchError("redis is down")
 
     app.extensions["dispatcher"].enqueue = queue_down
+    app.extensions["dispatcher"].wake = queue_down
     [event] = events(stripe_standin, ("checkout.session.completed",))
     assert signed_post(client, event).status_code == 200  # stored, not queued: still a 200
     with within(app):
         assert db.session.scalar(select(WebhookEvent.status)) == EventStatus.RECEIVED
     app.extensions["dispatcher"].enqueue = original
+    del app.extensions["dispatcher"].wake
     with app.app_context():
         assert sweeps.requeue_stuck_events(now=utcnow(), stuck_after=timedelta(minutes=10)) == 0
         assert sweeps.requeue_stuck_events(now=utcnow() + timedelta(minutes=11), stuck_after=timedelta(minutes=10)) == 1
@@ -399,6 +402,7 @@ def test_a_paid_checkout_is_confirmed_in_seven_statements(app, client, auth, stu
     booking_id, session_id = _book(app, client, auth, studio)
     pay(stripe_standin, session_id)
     app.extensions["dispatcher"].enqueue = lambda *args: None  # processed below, with the statements counted
+    app.extensions["dispatcher"].wake = lambda *args: None
     [completed] = events(stripe_standin, ("checkout.session.completed",))
     assert signed_post(client, completed).status_code == 200
     statements = []
@@ -436,6 +440,7 @@ def test_the_jobs_log_line_names_the_studio_without_looking_it_up(app, client, a
     _booking_id, session_id = _book(app, client, auth, studio)
     pay(stripe_standin, session_id)
     app.extensions["dispatcher"].enqueue = lambda *args: None  # run below, with the statements counted
+    app.extensions["dispatcher"].wake = lambda *args: None
     [completed] = events(stripe_standin, ("checkout.session.completed",))
     assert signed_post(client, completed).status_code == 200
     caplog.set_level(logging.INFO, logger="portal.jobs")
@@ -457,3 +462,182 @@ def test_the_jobs_log_line_names_the_studio_without_looking_it_up(app, client, a
     (line,) = [r for r in caplog.records if r.name == "portal.jobs"]
     assert (line.job, line.outcome, line.studio, line.studio_id) == (
         "process_webhook_event", "processed", STUDIO.rsplit("/", 1)[1], studio.id)
+
+
+# --- batches: what a drain job does with the events that arrived since the last one --------------------------------
+
+def _store_without_waking(app, client, stripe_standin, types=("checkout.session.completed",), also=()) -> None:
+    """Deliver the stand-in's events (and `also`) with no drain woken: they wait, stored, for `process_waiting`."""
+    app.extensions["dispatcher"].wake = lambda *args: None
+    try:
+        for event in [*events(stripe_standin, types), *also]:
+            assert signed_post(client, event).status_code == 200
+    finally:
+        del app.extensions["dispatcher"].wake
+
+
+def _process_waiting(app, statements: list | None = None):
+    """One batch, as a drain job runs it; with `statements`, the kind of each SQL statement it ran is noted (on this
+    thread: the confirmation mails it queues are sent on the in-process job threads meanwhile)."""
+    from sqlalchemy import event as sa_event
+
+    batch_thread = threading.get_ident()
+
+    def count(_conn, _cursor, statement, *_args):
+        if threading.get_ident() == batch_thread and not statement.lstrip().upper().startswith(
+                ("BEGIN", "SAVEPOINT", "RELEASE")):
+            statements.append(statement.split()[0].upper())
+
+    with app.app_context():
+        if statements is not None:
+            sa_event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            return fulfilment.process_waiting(provider=get_provider(), now=utcnow(), max_attempts=3)
+        finally:
+            if statements is not None:
+                sa_event.remove(db.engine, "before_cursor_execute", count)
+            db.session.remove()
+
+
+def _confirmed_total(app) -> int:
+    from portal.models import ResourceBookingTotal
+
+    with within(app):
+        return db.session.scalar(select(func.coalesce(func.sum(ResourceBookingTotal.confirmed), 0)))
+
+
+def _mails(app) -> list[str]:
+    from portal.models import NotificationLog
+
+    with within(app):
+        return sorted(db.session.scalars(select(NotificationLog.key).where(NotificationLog.status == "sent")))
+
+
+@BOTH
+def test_a_burst_of_paid_checkouts_is_settled_together_in_seven_statements(app, client, auth, studio,
+                                                                           stripe_standin):
+    """Three payments that arrived together: one claim, one read of their payments, then one transaction settling
+    the payments, confirming the bookings, adding to both totals and finishing the events, each in one round trip.
+    The count does not grow with the batch (the single-event path takes seven statements for one)."""
+    booked = [_book(app, client, auth, studio, email=email, hh_mm=hh_mm) for email, hh_mm in
+              (("student@example.com", "10:00"), ("student@example.com", "12:00"), ("rival@example.com", "14:00"))]
+    for _booking_id, session_id in booked:
+        pay(stripe_standin, session_id)
+    _store_without_waking(app, client, stripe_standin)
+    processed_before = _metric("webhook_events_total", status="processed")
+    statements = []
+    assert _process_waiting(app, statements) == {"processed": 3}
+    assert statements == ["UPDATE", "SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "UPDATE"]
+    for booking_id, _session_id in booked:
+        assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    with within(app):
+        rows = db.session.execute(select(WebhookEvent.status, WebhookEvent.attempts, WebhookEvent.studio_id)).all()
+        assert sorted(rows) == [(EventStatus.PROCESSED, 1, studio.id)] * 3
+        assert {payment.amount_received_minor for payment in db.session.scalars(select(Payment))} == {6500}
+    assert _confirmed_total(app) == 3
+    assert _metric("webhook_events_total", status="processed") == processed_before + 3
+    drain(app)  # the confirmation mails, queued together after the commit
+    assert _mails(app) == sorted(f"confirmation:booking:{booking_id}" for booking_id, _ in booked)
+    assert _process_waiting(app) == {}  # nothing left waiting
+
+
+@BOTH
+def test_a_batch_settles_the_plain_payments_together_and_the_rest_one_by_one(app, client, auth, studio,
+                                                                             stripe_standin):
+    plain, _ = plain_pair = _book(app, client, auth, studio, hh_mm="10:00")
+    mismatched, mismatched_session = _book(app, client, auth, studio, hh_mm="12:00")
+    control(stripe_standin, f"checkout/sessions/{mismatched_session}/amount_total", {"amount_total": 100})
+    late, late_session = _book(app, client, auth, studio, hh_mm="14:00")
+    with within(app):  # this hold ran out and its time was booked by someone else before the money came
+        db.session.get(Booking, late).hold_expires_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+    rival, _ = _book(app, client, auth, studio, email="rival@example.com", hh_mm="14:00")
+    for session_id in (plain_pair[1], mismatched_session, late_session):
+        pay(stripe_standin, session_id)
+    _store_without_waking(app, client, stripe_standin, also=[{
+        "id": "evt_not_ours", "object": "event", "type": "customer.created", "created": int(utcnow().timestamp()),
+        "data": {"object": {"id": "cus_1", "object": "customer"}}}])
+    assert _process_waiting(app) == {"processed": 3, "ignored": 1}
+    drain(app)  # the refund it recorded
+    assert _state(app, plain) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    assert _state(app, mismatched) == (BookingStatus.HELD, PaymentStatus.MISMATCH)
+    assert _state(app, late) == (BookingStatus.EXPIRED, PaymentStatus.REFUNDED)
+    assert _state(app, rival)[0] == BookingStatus.HELD
+    assert _confirmed_total(app) == 1
+    with within(app):
+        assert {status for status in db.session.scalars(select(WebhookEvent.status))} == {
+            EventStatus.PROCESSED, EventStatus.IGNORED}
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_payment_settled_by_the_return_page_during_a_batch_sends_the_batch_one_by_one(app, client, auth, studio,
+                                                                                      stripe_standin):
+    """The student's return page settles one of the batch's payments between the batch's read and its write: the
+    batch's transaction is refused as a whole and undone (nothing counted twice), then each event is applied to
+    what is there now."""
+    from sqlalchemy import event as sa_event
+
+    first, first_session = _book(app, client, auth, studio, hh_mm="10:00")
+    second, second_session = _book(app, client, auth, studio, hh_mm="12:00")
+    for session_id in (first_session, second_session):
+        pay(stripe_standin, session_id)
+    _store_without_waking(app, client, stripe_standin)
+    with within(app):
+        first_payment = db.session.scalar(select(Payment.id).where(Payment.booking_id == first))
+
+    def student_returns():
+        with app.app_context():
+            fulfilment.sync_from_provider(first_payment, first_session, get_provider(), utcnow())
+            db.session.remove()
+
+    returned = []
+
+    def just_before_settling(_conn, _cursor, statement, _params, _context, executemany):
+        if executemany and statement.lstrip().upper().startswith("UPDATE PAYMENTS") and not returned:
+            returned.append(True)
+            thread = threading.Thread(target=student_returns)
+            thread.start()
+            thread.join(timeout=30)
+
+    with app.app_context():
+        sa_event.listen(db.engine, "before_cursor_execute", just_before_settling)
+    try:
+        assert _process_waiting(app) == {"processed": 2}
+    finally:
+        with app.app_context():
+            sa_event.remove(db.engine, "before_cursor_execute", just_before_settling)
+    assert returned == [True]
+    for booking_id in (first, second):
+        assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
+    assert _confirmed_total(app) == 2
+    with within(app):
+        assert sorted(db.session.scalars(select(WebhookEvent.attempts))) == [1, 1]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_batches_at_once_take_different_events_without_waiting(app, client, auth, studio, stripe_standin):
+    from portal.services.states import webhook_event as webhook_events
+
+    for hh_mm in ("10:00", "12:00", "14:00"):
+        pay(stripe_standin, _book(app, client, auth, studio, hh_mm=hh_mm)[1])
+    _store_without_waking(app, client, stripe_standin)
+    taken = {}
+
+    def other_worker():
+        with app.app_context():
+            db.session.execute(db.text("SET LOCAL lock_timeout = '2s'"))
+            taken["other"] = [row.id for row in webhook_events.take_waiting(now=utcnow(), max_attempts=3, limit=10)]
+            db.session.commit()
+            db.session.remove()
+
+    with app.app_context():
+        first = [row.id for row in webhook_events.take_waiting(now=utcnow(), max_attempts=3, limit=2)]
+        thread = threading.Thread(target=other_worker)  # while the first claim's transaction is still open
+        thread.start()
+        thread.join(timeout=30)
+        db.session.commit()
+        db.session.remove()
+    with within(app):
+        all_ids = sorted(db.session.scalars(select(WebhookEvent.id)))
+    assert len(first) == 2 and first == all_ids[:2]  # oldest first
+    assert taken["other"] == all_ids[2:]

@@ -98,6 +98,16 @@ def confirm(booking_id: int, *, now: datetime, policy: dict) -> None:
     booking_totals.count((booking_totals.Counted(*counted), 1, 0))
 
 
+def confirm_many(confirmed: list[tuple[int, dict, booking_totals.Counted]], *, now: datetime) -> int:
+    """`confirm` for many bookings at once, each `(booking id, policy, where it counts)` (where it counts was read
+    with it: a booking that can be confirmed has not moved); returns how many were confirmed (fewer than asked: one
+    moved meanwhile, and the caller rolls back)."""
+    changed = _CONFIRM.apply_many([{"row_id": booking_id, "policy": policy} for booking_id, policy, _ in confirmed],
+                                  now=now)
+    booking_totals.count(*((counted, 1, 0) for _, _, counted in confirmed))
+    return changed
+
+
 #: `confirm`, built once (a worker confirms a booking on every paid Checkout).
 _CONFIRM = MACHINE.prepare("confirm", values={"policy": MACHINE.param("policy", "policy")},
                            returning=[Booking.__table__.c[column.key] for column in booking_totals.COUNTED_COLUMNS])

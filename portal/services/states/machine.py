@@ -157,13 +157,13 @@ class Machine:
         table = self.model.__table__
         status = table.c[self.column]
         sources = [literal(source, type_=status.type) for source in sorted(transition.sources, key=str)]
-        statement = (update(table)
-                     .where(table.c.id == self.param("row_id", "id"),
-                            status == sources[0] if len(sources) == 1 else status.in_(sources), *where)
-                     .values({self.column: literal(transition.target, type_=status.type),
-                              "updated_at": self.param("now", "updated_at"), **(values or {})})
-                     .returning(table.c.id, *returning))  # the id: a row was changed, even returning nothing else
-        return Prepared(self, name, statement, stale)
+        plain = (update(table)
+                 .where(table.c.id == self.param("row_id", "id"),
+                        status == sources[0] if len(sources) == 1 else status.in_(sources), *where)
+                 .values({self.column: literal(transition.target, type_=status.type),
+                          "updated_at": self.param("now", "updated_at"), **(values or {})}))
+        statement = plain.returning(table.c.id, *returning)  # the id: a row was changed, even returning nothing else
+        return Prepared(self, name, statement, stale, plain)
 
     def param(self, name: str, column: str):
         """A parameter `name` typed like the table's `column` (so SQLite stores a time as SQLAlchemy writes it)."""
@@ -180,6 +180,7 @@ class Prepared:
     name: str
     statement: Any
     stale: str | None = None
+    plain: Any = None  # the statement without RETURNING, for `apply_many`
 
     def apply(self, row_id: int, *, now: datetime, **params: Any) -> tuple:
         """Apply the transition to row `row_id`; returns the `returning` columns of the row as written. Raises
@@ -192,3 +193,15 @@ class Prepared:
         if row is None:
             self.machine.refuse(row_id, self.name, self.stale)
         return tuple(row[1:])
+
+    def apply_many(self, rows: list[dict[str, Any]], *, now: datetime) -> int:
+        """Apply the transition to many rows in one `executemany` (on PostgreSQL, psycopg sends them pipelined: one
+        round trip), each dict giving `row_id` and that row's parameters. Returns how many rows changed: fewer than
+        `len(rows)` means some were refused, and the caller rolls back (nothing says which)."""
+        if not rows:
+            return 0
+        session = db.session
+        if session.autoflush:
+            session.flush()
+        result = session.connection().execute(self.plain, [{"now": now, **row} for row in rows])
+        return result.rowcount

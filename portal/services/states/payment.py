@@ -59,6 +59,13 @@ def settle(payment_id: int, *, now: datetime, amount_minor: int, currency: str, 
     _SETTLE[flag is not None].apply(payment_id, now=now, **params)
 
 
+def settle_many(settled: list[tuple[int, int, str, str | None]], *, now: datetime) -> int:
+    """`settle` (without a flag) for many payments at once, each `(payment id, amount, currency, intent id)`; returns
+    how many were settled (fewer than asked: one moved meanwhile, and the caller rolls back)."""
+    return _SETTLE[False].apply_many([{"row_id": payment_id, **_received(amount, currency, intent_id)}
+                                      for payment_id, amount, currency, intent_id in settled], now=now)
+
+
 _c = Payment.__table__.c
 #: `settle`, built once (a worker settles a payment on every paid Checkout), without and with a flag.
 _SETTLE = {flagged: MACHINE.prepare("settle", values={

@@ -16,8 +16,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, literal, or_, select, update
 
+from portal.extensions import db
 from portal.models import EventStatus, WebhookEvent
 from portal.services.states.machine import Machine, Transition
 
@@ -78,6 +79,46 @@ _DONE = {name: MACHINE.prepare(
     values={"processed_at": MACHINE.param("now", "processed_at"), "last_error": "",
             "studio_id": func.coalesce(MACHINE.param("studio_id", "studio_id"), _c.studio_id)},
     stale="Another attempt took this event over.") for name in ("finish", "ignore")}
+
+
+class Waiting(NamedTuple):
+    """An event taken by `take_waiting`, with its id."""
+    id: int
+    attempt: int
+    type: str
+    payload: dict
+    received_at: datetime
+
+
+def take_waiting(*, now: datetime, max_attempts: int, limit: int) -> list[Waiting]:
+    """Claim up to `limit` of the events waiting for a first go (received or queued), oldest first, in one
+    statement. On PostgreSQL the rows other workers are claiming at that moment are skipped (`SKIP LOCKED`), so
+    concurrent batches take different events and never wait for each other."""
+    rows = db.session.connection().execute(_TAKE_WAITING, {"now": now, "max_attempts": max_attempts,
+                                                          "limit": limit}).all()
+    return sorted(Waiting(*row) for row in rows)
+
+
+def _take_waiting_statement():
+    waiting = [literal(status, type_=_c.status.type) for status in (S.RECEIVED, S.QUEUED)]
+    assert MACHINE.transitions["claim"].sources >= {S.RECEIVED, S.QUEUED}
+    oldest = (select(_c.id).where(_c.status.in_(waiting), _c.attempts < bindparam("max_attempts"))
+              .order_by(_c.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
+    return (update(WebhookEvent.__table__)
+            .where(_c.id.in_(oldest.scalar_subquery()), _c.status.in_(waiting))
+            .values(status=literal(S.PROCESSING, type_=_c.status.type), attempts=_c.attempts + 1,
+                    updated_at=MACHINE.param("now", "updated_at"))
+            .returning(_c.id, _c.attempts, _c.type, _c.payload, _c.received_at))
+
+
+_TAKE_WAITING = _take_waiting_statement()
+
+
+def finish_many(done: list[tuple[int, int, int | None]], *, now: datetime) -> int:
+    """`finish` for many events at once, each `(event id, attempt, studio id)`; returns how many were finished
+    (fewer than asked: another attempt took one over, and the caller rolls back)."""
+    return _DONE["finish"].apply_many([{"row_id": event_id, "attempt": attempt, "studio_id": studio_id}
+                                       for event_id, attempt, studio_id in done], now=now)
 
 
 def _attempt(attempt: int | None):
