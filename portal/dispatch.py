@@ -23,7 +23,7 @@ QUEUE_NAME = "portal"
 #: Booking mail waits here, behind `QUEUE_NAME`: workers take a job from it only when the main queue is empty, so a
 #: burst of payments is confirmed first and its confirmation mails follow (each send costs as much as a payment).
 MAIL_QUEUE_NAME = "portal-mail"
-MAIL_JOBS = frozenset({"send_notification"})
+MAIL_JOBS = frozenset({"send_notification", "send_notifications"})
 #: Jobs whose return value nobody reads, run so often that keeping it costs: RQ deletes them once they succeed
 #: instead of storing a result and a finished-registry entry for an hour (a failed one is kept all the same) —
 #: at hundreds of events a second, an hour of kept webhook jobs would be a large share of Redis's memory. A webhook
@@ -37,6 +37,7 @@ JOBS = {
     "prune_webhook_signatures": "portal.jobs.sweeps.prune_webhook_signatures",
     "process_refund": "portal.jobs.refunds.process_refund",
     "send_notification": "portal.jobs.notifications.send_notification",
+    "send_notifications": "portal.jobs.notifications.send_notifications",
     "send_account_email": "portal.jobs.notifications.send_account_email",
     "send_due_reminders": "portal.jobs.notifications.send_due_reminders",
     "requeue_stale_refunds": "portal.jobs.refunds.requeue_stale_refunds",
@@ -93,12 +94,7 @@ class RQDispatcher:
         return {queue.name: queue.count for queue in self.queues}
 
     def enqueue(self, name: str, *args) -> None:
-        self._enqueue(name, [args], self.retry_delays)
-
-    def enqueue_many(self, name: str, arguments: list[tuple]) -> None:
-        """`enqueue(name, *args)` for each tuple of `arguments`, in one pipeline."""
-        if arguments:
-            self._enqueue(name, arguments, self.retry_delays)
+        self._enqueue(name, args, self.retry_delays)
 
     def wake(self, name: str) -> bool:
         """Queue job `name` (no arguments) unless one is already waiting to start: a burst of callers queues one
@@ -113,7 +109,7 @@ class RQDispatcher:
         except RedisError as error:
             raise DispatchError(f"could not wake {name}: {error}") from error
         try:
-            self._enqueue(name, [()], ())  # no retries: the next wake, or the sweep, takes over
+            self._enqueue(name, (), ())  # no retries: the next wake, or the sweep, takes over
         except DispatchError:
             self.woken(name)
             raise
@@ -131,9 +127,9 @@ class RQDispatcher:
     def retry_later(self, name: str, *args, attempt: int) -> None:
         """Run job `name` again after the delay that follows attempt `attempt` (made elsewhere, e.g. in a batch), with
         the retries that are left after it: the same schedule as if the job itself had failed that attempt."""
-        self._enqueue(name, [args], self.retry_delays[attempt:], after=self.retry_delays[attempt - 1])
+        self._enqueue(name, args, self.retry_delays[attempt:], after=self.retry_delays[attempt - 1])
 
-    def _enqueue(self, name: str, arguments: list[tuple], delays, after: float | None = None) -> None:
+    def _enqueue(self, name: str, args: tuple, delays, after: float | None = None) -> None:
         from redis.exceptions import RedisError
         from rq import Retry
 
@@ -145,11 +141,10 @@ class RQDispatcher:
         try:
             # One pipeline for the whole hand-off: given none, RQ sends two (the queue's registration, then the job).
             with queue.connection.pipeline() as pipe:
-                for args in arguments:
-                    if after is None:
-                        queue.enqueue(JOBS[name], *args, pipeline=pipe, **options)
-                    else:
-                        queue.enqueue_in(timedelta(seconds=after), JOBS[name], *args, pipeline=pipe, **options)
+                if after is None:
+                    queue.enqueue(JOBS[name], *args, pipeline=pipe, **options)
+                else:
+                    queue.enqueue_in(timedelta(seconds=after), JOBS[name], *args, pipeline=pipe, **options)
                 pipe.execute()
         except RedisError as error:
             raise DispatchError(f"could not enqueue {name}: {error}") from error
@@ -180,10 +175,6 @@ class InProcessDispatcher:
 
     def enqueue(self, name: str, *args) -> None:
         self._submit(name, args, attempt=1, request_id=logs.current_request_id(), trace=tracing.carrier())
-
-    def enqueue_many(self, name: str, arguments: list[tuple]) -> None:
-        for args in arguments:
-            self.enqueue(name, *args)
 
     def wake(self, name: str) -> bool:
         """As `RQDispatcher.wake`: the flag is cleared when the job starts, and the job is not retried."""
@@ -279,11 +270,6 @@ def get_dispatcher():
 
 def enqueue(name: str, *args) -> None:
     get_dispatcher().enqueue(name, *args)
-
-
-def enqueue_many(name: str, arguments: list[tuple]) -> None:
-    """`enqueue(name, *args)` for each tuple of `arguments` (for RQ, in one round trip)."""
-    get_dispatcher().enqueue_many(name, arguments)
 
 
 def wake(name: str) -> bool:

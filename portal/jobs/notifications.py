@@ -16,6 +16,22 @@ def send_notification(kind: str, booking_id: int, key: str) -> bool:
 
 
 @job
+def send_notifications(kind: str, messages: list) -> str:
+    """Messages of one kind queued together, each `(booking id, key)` sent once by its key as `send_notification`
+    sends it. A failure is raised once the others were tried, so the job's retry sends only what is still unsent."""
+    sent, failure = 0, None
+    for booking_id, key in messages:
+        try:
+            sent += notifications.send(kind, booking_id, key=key, now=utcnow())
+        except Exception as error:  # recorded on its log row by send(); the rest still go out
+            db.session.rollback()
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return f"{sent} of {len(messages)} sent"
+
+
+@job
 def send_due_reminders() -> int:
     due = notifications.due_reminders(utcnow())
     db.session.rollback()  # end the read before handing out work (on SQLite it holds the write lock)

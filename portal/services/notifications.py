@@ -20,7 +20,7 @@ from sqlalchemy import String, cast, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from portal import dispatch, formatting, tenancy
+from portal import dispatch, formatting, logs, tenancy
 from portal.extensions import db
 from portal.mail import get_mail_backend
 from portal.models import Booking, BookingStatus, MakeupCredit, NotificationLog, Payment, Reschedule, Resource
@@ -74,11 +74,12 @@ def enqueue(kind: str, booking_id: int, *, key: str) -> bool:
 
 
 def enqueue_many(kind: str, messages: list[tuple[int, str]]) -> bool:
-    """`enqueue` for many `(booking id, key)` messages of one kind, in one hand-off to the queue."""
+    """`enqueue` for many `(booking id, key)` messages of one kind, as one job (`send_notifications`): a batch of
+    payments confirmed together queues its confirmations together."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
     try:
-        dispatch.enqueue_many("send_notification", [(kind, booking_id, key) for booking_id, key in messages])
+        dispatch.enqueue("send_notifications", kind, [(booking_id, key) for booking_id, key in messages])
     except dispatch.DispatchError as error:
         log.warning("%d %s notifications not queued: %s", len(messages), kind, error)
         return False
@@ -165,6 +166,7 @@ def compose(kind: str, booking_id: int, now: datetime) -> Draft | None:
         return None
     with tenancy.scoped(studio_id):
         booking = db.session.get(Booking, booking_id, options=_MESSAGE_ROWS)
+        logs.job_concerns(studio_id, booking.studio.slug)  # the job's log line names it without a lookup
         if kind == "reminder" and not (booking.status == BookingStatus.CONFIRMED and booking.start_at > now):
             log.info("reminder for booking %s no longer applies (%s)", booking_id, booking.status.value)
             return None

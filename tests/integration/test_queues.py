@@ -87,9 +87,16 @@ def test_a_retry_later_follows_the_schedule_the_job_would_have_had(dispatcher):
     assert 0 < scheduled_in <= 1.5
 
 
-def test_many_mails_are_queued_in_one_hand_off(dispatcher):
-    dispatcher.enqueue_many("send_notification", [("confirmation", n, f"confirmation:booking:{n}")
-                                                  for n in (1, 2, 3)])
-    jobs = Queue(MAIL_QUEUE_NAME, connection=dispatcher.queue.connection).get_jobs()
-    assert [job.args for job in jobs] == [("confirmation", n, f"confirmation:booking:{n}") for n in (1, 2, 3)]
-    assert {job.retries_left for job in jobs} == {2}
+def test_a_batch_of_confirmations_is_one_mail_job_behind_payments(dispatcher):
+    from flask import Flask
+
+    from portal.services import notifications
+
+    app = Flask(__name__)
+    app.extensions["dispatcher"] = dispatcher
+    with app.app_context():
+        assert notifications.enqueue_many("confirmation", [(n, f"confirmation:booking:{n}") for n in (1, 2, 3)])
+    (job,) = Queue(MAIL_QUEUE_NAME, connection=dispatcher.queue.connection).get_jobs()
+    assert job.func_name == "portal.jobs.notifications.send_notifications"
+    assert job.args == ("confirmation", [(n, f"confirmation:booking:{n}") for n in (1, 2, 3)])
+    assert job.retries_left == 2 and dispatcher.depths()[QUEUE_NAME] == 0

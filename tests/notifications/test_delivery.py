@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.jobs.notifications import send_due_reminders, send_notification
+from portal.jobs.notifications import send_due_reminders, send_notification, send_notifications
 from portal.mail import MailError, SMTPBackend
 from portal.models import (
     Booking,
@@ -130,6 +130,26 @@ def test_smtp_down_marks_failed_and_the_retry_sends(app, studio, smtp_server):
     row = _log(app, key)
     assert (row.status, row.attempts, row.sent_at, row.last_error) == ("sent", 2, later, "")
     assert len(smtp_server.inbox.messages) == 1
+
+
+def test_a_batch_of_confirmations_tries_each_and_its_retry_sends_only_the_unsent(app, studio, smtp_server):
+    """Payments confirmed together queue their confirmations as one job: one message failing does not stop the
+    others, the job fails so the queue retries it, and the retry sends only what is still unsent."""
+    first = make_booking(app, studio.id, LESSON)
+    second = make_booking(app, studio.id, LESSON + timedelta(hours=2))
+    messages = [(booking_id, notifications.confirmation_key(booking_id)) for booking_id in (first, second)]
+    _send(app, "confirmation", first)  # this one went out already (a redelivered event)
+    smtp_server.stop()
+    with app.app_context(), pytest.raises(MailError, match="Connection refused"):
+        send_notifications("confirmation", messages)
+    assert (_log(app, messages[0][1]).status, _log(app, messages[1][1]).status) == ("sent", "failed")
+
+    smtp_server.start()
+    app.extensions["mail"] = SMTPBackend("127.0.0.1", smtp_server.port)
+    with app.app_context():
+        assert send_notifications("confirmation", messages) == "1 of 2 sent"
+    assert _log(app, messages[1][1]).status == "sent"
+    assert len(smtp_server.inbox.messages) == 2  # each once: the first was not sent again
 
 
 def test_a_refusing_server_is_retried_by_the_queue(app, studio, smtp_server):
