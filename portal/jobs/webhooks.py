@@ -8,6 +8,10 @@ from portal.models import WebhookEvent
 from portal.payments import get_provider
 from portal.services import fulfilment
 
+#: When a claim found fewer events than a batch yet some still wait, their rows were locked for a moment (a
+#: redelivery counting itself): the drain looks again after this pause, this many times at most (then the next
+#: delivery's wake, or the stuck-event sweep, takes them).
+LOCKED_PAUSE_SEC, LOCKED_LOOKS = 0.02, 10
 #: A drain stops taking new batches after this long and wakes another job to go on: no job runs for ever under
 #: steady traffic (a deploy's warm stop waits for it), and the queue's other jobs get their turn.
 DRAIN_BUDGET_SEC = 20.0
@@ -33,13 +37,17 @@ def drain_webhook_events() -> str:
         except dispatch.DispatchError:
             pass  # this drain goes on; the next delivery, or the sweep, wakes another
 
+    locked_looks = 0
     while True:
         done = fulfilment.process_waiting(provider=provider, now=utcnow(), max_attempts=dispatch.max_attempts(),
                                           on_full=wake_another)
         outcomes.update(done)
         if done.total() < fulfilment.BATCH_SIZE:
-            break
-        if time.monotonic() - started > DRAIN_BUDGET_SEC:
+            if locked_looks >= LOCKED_LOOKS or not fulfilment.any_waiting(dispatch.max_attempts()):
+                break
+            locked_looks += 1
+            time.sleep(LOCKED_PAUSE_SEC)
+        elif time.monotonic() - started > DRAIN_BUDGET_SEC:
             wake_another()
             break
     return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "none waiting"

@@ -199,6 +199,14 @@ def process_waiting(*, provider: PaymentProvider, now: datetime, max_attempts: i
     return outcomes
 
 
+def any_waiting(max_attempts: int) -> bool:
+    """Whether events still wait for their first attempt (see `events.any_waiting`); ends the read."""
+    try:
+        return events.any_waiting(max_attempts=max_attempts)
+    finally:
+        db.session.rollback()
+
+
 def _fetch_sessions(provider: PaymentProvider, sessions: dict[int, str]) -> dict[int, CheckoutSession | Exception]:
     """Stripe's answer (or the exception asking raised) for each event's Checkout Session, asked concurrently."""
     def fetch(session_id: str) -> CheckoutSession | Exception:

@@ -470,7 +470,7 @@ def _store_without_waking(app, client, stripe_standin, types=("checkout.session.
     """Deliver the stand-in's events (and `also`) with no drain woken: they wait, stored, for `process_waiting`."""
     app.extensions["dispatcher"].wake = lambda *args: None
     try:
-        for event in [*events(stripe_standin, types), *also]:
+        for event in [*(events(stripe_standin, types) if types else ()), *also]:
             assert signed_post(client, event).status_code == 200
     finally:
         del app.extensions["dispatcher"].wake
@@ -641,3 +641,35 @@ def test_two_batches_at_once_take_different_events_without_waiting(app, client, 
         all_ids = sorted(db.session.scalars(select(WebhookEvent.id)))
     assert len(first) == 2 and first == all_ids[:2]  # oldest first
     assert taken["other"] == all_ids[2:]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_drain_looks_again_for_an_event_a_redelivery_held_locked_for_a_moment(app, client):
+    """A batch's claim skips rows other transactions hold (so concurrent drains never wait for each other), and a
+    redelivery counting itself holds its event's row for a moment: the drain finds the event still waiting and
+    takes it once the row is free, instead of leaving it to the stuck-event sweep."""
+    from portal.jobs.webhooks import drain_webhook_events
+
+    _store_without_waking(app, client, None, types=(), also=[{
+        "id": "evt_locked", "object": "event", "type": "customer.created", "created": int(utcnow().timestamp()),
+        "data": {"object": {"id": "cus_1", "object": "customer"}}}])
+    from sqlalchemy import event as sa_event
+
+    with app.app_context():
+        holder = db.engine.connect()
+    holder.execute(db.text("UPDATE webhook_events SET deliveries = deliveries + 1"))  # held, not committed
+
+    def release_when_the_drain_looks_again(_conn, _cursor, statement, *_args):
+        if statement.lstrip().startswith("SELECT webhook_events.id") and holder.in_transaction():
+            holder.commit()  # the redelivery is counted: the row is free
+
+    with app.app_context():
+        sa_event.listen(db.engine, "before_cursor_execute", release_when_the_drain_looks_again)
+        try:
+            assert drain_webhook_events() == "1 ignored"
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", release_when_the_drain_looks_again)
+            holder.close()
+    with within(app):
+        row = db.session.scalar(select(WebhookEvent))
+        assert (row.status, row.attempts, row.deliveries) == (EventStatus.IGNORED, 1, 2)

@@ -99,11 +99,21 @@ def take_waiting(*, now: datetime, max_attempts: int, limit: int) -> list[Waitin
     return sorted(Waiting(*row) for row in rows)
 
 
-def _take_waiting_statement():
+def any_waiting(*, max_attempts: int) -> bool:
+    """Whether an event waits for a first go, locked or not: `take_waiting` skips a row another transaction holds
+    for a moment (a redelivery counting itself on it), so finding none to take does not mean none waits."""
+    return db.session.connection().execute(_ANY_WAITING, {"max_attempts": max_attempts}).first() is not None
+
+
+def _waiting_rows():
     waiting = [literal(status, type_=_c.status.type) for status in (S.RECEIVED, S.QUEUED)]
     assert MACHINE.transitions["claim"].sources >= {S.RECEIVED, S.QUEUED}
-    oldest = (select(_c.id).where(_c.status.in_(waiting), _c.attempts < bindparam("max_attempts"))
-              .order_by(_c.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
+    return waiting, select(_c.id).where(_c.status.in_(waiting), _c.attempts < bindparam("max_attempts"))
+
+
+def _take_waiting_statement():
+    waiting, rows = _waiting_rows()
+    oldest = rows.order_by(_c.id).limit(bindparam("limit")).with_for_update(skip_locked=True)
     return (update(WebhookEvent.__table__)
             .where(_c.id.in_(oldest.scalar_subquery()), _c.status.in_(waiting))
             .values(status=literal(S.PROCESSING, type_=_c.status.type), attempts=_c.attempts + 1,
@@ -112,6 +122,7 @@ def _take_waiting_statement():
 
 
 _TAKE_WAITING = _take_waiting_statement()
+_ANY_WAITING = _waiting_rows()[1].limit(1)
 
 
 def finish_many(done: list[tuple[int, int, int | None]], *, now: datetime) -> int:
