@@ -23,7 +23,7 @@ stand-in runs here, delivering up to --standin-senders webhooks at once (Stripe 
    cores with it, as the workers do). Part 3 must stay below it, or the stand-in is what is measured.
 Read p95/max against p50: a wide gap is queueing; a large `queue` means the workers cannot keep up with --rate.
 Run: .venv/bin/python -m benchmarks.webhooks [--events 2000] [--concurrency 16] [--bookings 100] [--rate 20]
-     [--worker-threads 1] [--drain 600] [--standin-senders 8] [--redis-db 12] [--json]
+     [--worker-threads 2] [--drain 600] [--standin-senders 8] [--redis-db 12] [--json]
 """
 from __future__ import annotations
 
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for part 1")
     parser.add_argument("--bookings", type=int, default=100, help="bookings paid per worker count in part 2")
     parser.add_argument("--rate", type=float, default=20.0, help="payments per second in part 2")
-    parser.add_argument("--worker-threads", type=int, default=1,
+    parser.add_argument("--worker-threads", type=int, default=2,
                         help="jobs each worker process runs at once (python -m worker --threads)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for confirmations after paying")
     parser.add_argument("--drain", type=int, default=600, help="events drained by 2 workers in part 3 (0: skip)")

@@ -51,7 +51,7 @@ class Settings:
     webhook_processing_lease_sec: int = 300
     webhook_stuck_after_sec: int = 600
     public_cache_seconds: int = 30  # how long a shared cache (CDN) may serve an anonymous public page unchecked
-    worker_threads: int = 1  # jobs one `python -m worker` process runs at once (threads)
+    worker_threads: int = 2  # jobs one `python -m worker` process runs at once (threads)
     instance_path: str = str(DEFAULT_INSTANCE)
     ops_operator: str = ""  # who `flask ops` repairs are audited as (default: the operating-system user)
 
@@ -153,7 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         webhook_processing_lease_sec=_int(env, "WEBHOOK_PROCESSING_LEASE_SEC", 300, errors),
         webhook_stuck_after_sec=_int(env, "WEBHOOK_STUCK_AFTER_SEC", 600, errors),
         public_cache_seconds=_int(env, "PUBLIC_CACHE_SECONDS", 30, errors),
-        worker_threads=_int(env, "WORKER_THREADS", 1, errors),
+        worker_threads=_int(env, "WORKER_THREADS", 2, errors),
         instance_path=env.get("PORTAL_INSTANCE_PATH", "").strip() or str(DEFAULT_INSTANCE),
         ops_operator=env.get("OPS_OPERATOR", "").strip(),
     )

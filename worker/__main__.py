@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                         help="seconds between sweep rounds (0 disables sweeps in this worker)")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="jobs run at once in this process (default: WORKER_THREADS, else 1)")
+                        help="jobs run at once in this process (default: WORKER_THREADS, else 2)")
     parser.add_argument("--rq-log-level", default="WARNING", help="RQ's own log level (INFO: four lines per job)")
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="serve this process's metrics on this port (for workers on hosts without a web "
