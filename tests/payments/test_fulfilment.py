@@ -527,7 +527,7 @@ def test_a_burst_of_paid_checkouts_is_settled_together_in_seven_statements(app, 
     processed_before = _metric("webhook_events_total", status="processed")
     statements = []
     assert _process_waiting(app, statements) == {"processed": 3}
-    assert statements == ["UPDATE", "SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "UPDATE"]
+    assert statements == ["WITH", "SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "UPDATE"]  # WITH: the claim
     for booking_id, _session_id in booked:
         assert _state(app, booking_id) == (BookingStatus.CONFIRMED, PaymentStatus.PAID)
     with within(app):

@@ -113,9 +113,11 @@ def _waiting_rows():
 
 def _take_waiting_statement():
     waiting, rows = _waiting_rows()
-    oldest = rows.order_by(_c.id).limit(bindparam("limit")).with_for_update(skip_locked=True)
+    # A CTE, not a plain subquery: PostgreSQL evaluates a locking CTE once, where a subquery may be rescanned and,
+    # skipping other rows each time, hand the UPDATE more than `limit` of them.
+    oldest = rows.order_by(_c.id).limit(bindparam("limit")).with_for_update(skip_locked=True).cte("oldest")
     return (update(WebhookEvent.__table__)
-            .where(_c.id.in_(oldest.scalar_subquery()), _c.status.in_(waiting))
+            .where(_c.id.in_(select(oldest.c.id)), _c.status.in_(waiting))
             .values(status=literal(S.PROCESSING, type_=_c.status.type), attempts=_c.attempts + 1,
                     updated_at=MACHINE.param("now", "updated_at"))
             .returning(_c.id, _c.attempts, _c.type, _c.payload, _c.received_at))
