@@ -12,7 +12,7 @@ from portal.config import PROJECT_ROOT, Settings, load_settings
 def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
     """Build the app. Only wiring happens here; nothing connects until a request or command needs it."""
     from portal import blueprints, cli, database, dispatch, formatting, http, logs, mail, metrics, payments, tracing
-    from portal.extensions import csrf, db, limiter, login_manager, migrate
+    from portal.extensions import SessionInterface, csrf, db, limiter, login_manager, migrate
 
     settings = settings or load_settings()
     app = Flask(__name__, instance_path=settings.instance_path,
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, **config_overrides) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,  # forms and webhooks are small; refuse anything larger (413)
     )
     app.config.update(config_overrides)
+    app.session_interface = SessionInterface()
     if settings.trusted_proxies:
         # Behind a load balancer the client address (rate limits) and scheme (secure cookies, HSTS) come from the
         # X-Forwarded-* headers that exactly this many proxies append; more would let clients forge them.

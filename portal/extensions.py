@@ -1,4 +1,6 @@
 """Unbound extension objects; `create_app()` binds them with `init_app`."""
+from flask import current_app, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -21,3 +23,22 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+@limiter.request_filter
+def _public_read() -> bool:
+    """A GET of a public answer (`portal.http.public`) has no rate limit, so it skips the limiter's search for one:
+    no limit in this app applies to one (they are on POSTs and on the admin API), and on a kept answer that
+    search cost as much as the rest of the request. A public view that needs a limit must change this."""
+    return request.method in ("GET", "HEAD") and getattr(
+        current_app.view_functions.get(request.endpoint), "reads_only", False)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except that a request without a session cookie (every anonymous visit) gets an
+    empty session without building the cookie's signing serializer first: it has nothing to verify."""
+
+    def open_session(self, app, request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)

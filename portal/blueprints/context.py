@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, g, request, session
@@ -67,11 +68,14 @@ def studio_scoped(bp: Blueprint) -> Blueprint:
     return bp
 
 
+#: Reads every column of a studio row (an ORM object or a plain row) as one tuple.
+_STUDIO_COLUMNS = operator.attrgetter(*(column.key for column in Studio.__table__.columns))
+
+
 def studio_version() -> tuple:
     """Everything of the request's studio that its catalogue pages depend on: every column of its row, including
     the configuration and calendar versions that each publish and each catalogue or calendar change raise."""
-    studio = g.studio
-    return tuple(getattr(studio, column.key) for column in Studio.__table__.columns)
+    return _STUDIO_COLUMNS(g.studio)
 
 
 def bookings_stamp() -> tuple:

@@ -145,3 +145,33 @@ def test_an_anonymous_tag_never_answers_for_a_logged_in_person(client, studio, a
     mine = client.get(f"{STUDIO}/", headers={"If-None-Match": tag})
     assert mine.status_code == 200 and mine.headers["ETag"] != tag
     assert "X-CSRFToken" in mine.get_data(as_text=True)
+
+
+def test_an_anonymous_visit_opens_its_session_without_the_cookie_signer(client, studio, monkeypatch):
+    """Without a session cookie there is nothing to verify; a cookie is still verified (a forged one is ignored)."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    built = []
+    sign = SecureCookieSessionInterface.get_signing_serializer
+    monkeypatch.setattr(SecureCookieSessionInterface, "get_signing_serializer",
+                        lambda self, app: built.append(app) or sign(self, app))
+    assert client.get(f"{STUDIO}/").status_code == 200
+    assert built == []
+    client.set_cookie("session", "forged.cookie.value")
+    forged = client.get(f"{STUDIO}/")
+    assert forged.status_code == 200 and len(built) == 1
+    assert "X-CSRFToken" not in forged.get_data(as_text=True)  # the forged session logged nobody in
+
+
+def test_only_reads_of_public_answers_skip_the_rate_limiter(app, studio):
+    from portal.extensions import _public_read
+
+    for path in _public_paths():
+        with app.test_request_context(path):
+            assert _public_read(), path
+        with app.test_request_context(path, method="POST"):
+            assert not _public_read(), path
+    for method, path in (("POST", "/login"), ("GET", "/login"), ("GET", f"{STUDIO}/api/admin/config/versions")):
+        with app.test_request_context(path, method=method) as request_context:
+            assert request_context.request.endpoint is not None, path
+            assert not _public_read(), path
