@@ -6,11 +6,12 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import is_resource_modified
 
 from portal import freshness
 from portal.clock import utcnow
@@ -81,7 +82,7 @@ def _versioned_tag(version) -> str:
     return "v" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def public(view=None, *, version=None, reuse=None):
+def public(view=None, *, version=None, modified=None, reuse=None):
     """For a public page or answer that depends only on its URL (and `HX-Request`), never on who asks.
 
     It answers a conditional GET: an `ETag`, and `304` when `If-None-Match` still matches (the studio's catalogue,
@@ -102,9 +103,13 @@ def public(view=None, *, version=None, reuse=None):
     stamp is unchanged and the clock has not reached the time until which the answer holds (`portal.freshness`:
     the next hold expiry, the first shown time leaving the notice period, the studio's midnight). A repeat then
     costs the studio lookup only, and a conditional repeat is `304` without rendering.
+
+    `modified` (a callable returning when what the answer depends on last changed, e.g. the studio row's
+    `changed_at`) adds `Last-Modified` for anonymous visitors, and `If-Modified-Since` is answered `304` from it
+    (when the request has no `If-None-Match`, which wins: RFC 9110 §13.2.2). See `_last_modified`.
     """
     if view is None:
-        return functools.partial(public, version=version, reuse=reuse)
+        return functools.partial(public, version=version, modified=modified, reuse=reuse)
 
     def _shared(response: Response) -> Response:
         response.vary.add("Cookie")
@@ -114,42 +119,61 @@ def public(view=None, *, version=None, reuse=None):
                                                  else "public, no-cache")
         return response
 
+    def _dated(response: Response, last_modified: datetime | None) -> Response:
+        if last_modified is not None:
+            response.last_modified = last_modified
+        return _shared(response).make_conditional(request)
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        anonymous_read = request.method in ("GET", "HEAD") and _anonymous()
+        # Dates are for anonymous visitors, as versioned tags are: a logged-in person's page differs (their name).
+        last_modified = _last_modified(modified()) if modified is not None and anonymous_read else None
         kept = g.pop("kept_answer", None)  # found by the studio lookup (`take_kept`)
         if kept is not None:
-            return _shared(kept).make_conditional(request)
-        anonymous_read = request.method in ("GET", "HEAD") and _anonymous()
+            return _dated(kept, last_modified)
         stamp = g.pop("answer_stamp", None)
         if stamp is None and reuse is not None and anonymous_read:
             stamp = reuse()
             kept = _kept(stamp)
             if kept is not None:
-                return _shared(kept).make_conditional(request)
-        tag = None  # versioned tags are for anonymous visitors; a logged-in person's page differs (their name)
+                return _dated(kept, last_modified)
+        tag = None
         if version is not None and anonymous_read:
             tag = _versioned_tag(version())
-            if tag in request.if_none_match:
+            if not is_resource_modified(request.environ, etag=tag, last_modified=last_modified):
                 not_modified = Response(status=304)
-                not_modified.set_etag(tag)
+                not_modified.set_etag(tag)  # a 304 repeats the validator it matched, but no date (RFC 9110 §15.4.5)
                 not_modified.vary.add("HX-Request")
                 return _shared(not_modified)
         with freshness.measured() as fresh:
             response = make_response(view(*args, **kwargs))
         if request.method not in ("GET", "HEAD") or response.status_code != 200:
             return response
-        _shared(response)
         if tag is not None:
             response.set_etag(tag)
         else:
             response.add_etag()
         if stamp is not None:
             _keep(stamp, fresh.until, response)
-        return response.make_conditional(request)
+        return _dated(response, last_modified)
 
     wrapper.reads_only = True  # a public answer never writes (see `portal.blueprints.context.studio_scoped`)
     wrapper.reuse = reuse
     return wrapper
+
+
+def _last_modified(changed: datetime) -> datetime | None:
+    """The `Last-Modified` of an answer whose inputs last changed at `changed`.
+
+    Never earlier than the moment this process began serving (`serving_since`): a deploy can change any page
+    without changing the studio, and the process runs the code of its own deploy. None within a second of that
+    date: HTTP dates count whole seconds, so another change in the same second would go unseen by
+    `If-Modified-Since` (such a date is only a weak validator, RFC 9110 §8.8.2.2); the answer then has its `ETag`
+    alone.
+    """
+    at = max(changed, current_app.extensions["serving_since"])
+    return at if utcnow() - at >= timedelta(seconds=1) else None
 
 
 def may_serve_kept(view) -> bool:
@@ -278,6 +302,7 @@ def init_app(app: Flask) -> None:
     api_base = app.config["PORTAL_SETTINGS"].stripe_api_base
     origins = " ".join(dict.fromkeys([STRIPE_CHECKOUT_ORIGIN] + ([_origin(api_base)] if api_base else [])))
     app.config["PORTAL_CSP"] = content_security_policy(origins)
+    app.extensions["serving_since"] = utcnow()  # see `_last_modified`
     app.after_request(_security_headers)
     app.after_request(_private_pages)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 from flask_login import current_user
 
-from portal.blueprints.context import bookings_stamp, login_required_here, studio_scoped, studio_version
+from portal.blueprints.context import bookings_stamp, login_required_here, studio_changed, studio_scoped, studio_version
 from portal.clock import utcnow
 from portal.http import public
 from portal.services import availability, configuration, credits, series, studio_cache
@@ -20,7 +20,7 @@ def _studio_json():
 
 
 @bp.get("/packages")
-@public(version=studio_version, reuse=studio_version)
+@public(version=studio_version, modified=studio_changed, reuse=studio_version)
 def packages():
     calendar = studio_cache.calendar(g.studio)
     shown = display.listed(configuration.document_of(g.studio), list(calendar.packages))
@@ -35,7 +35,7 @@ def packages():
 
 
 @bp.get("/config")
-@public(version=studio_version, reuse=studio_version)
+@public(version=studio_version, modified=studio_changed, reuse=studio_version)
 def published_config():
     """The published configuration (public: it is what every student's page shows)."""
     return jsonify(version=g.studio.config_version, config=configuration.document_of(g.studio))

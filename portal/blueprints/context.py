@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, g, request, session
 from flask_login import current_user
@@ -76,6 +77,11 @@ def studio_version() -> tuple:
     """Everything of the request's studio that its catalogue pages depend on: every column of its row, including
     the configuration and calendar versions that each publish and each catalogue or calendar change raise."""
     return _STUDIO_COLUMNS(g.studio)
+
+
+def studio_changed() -> datetime:
+    """When the request's studio row last changed: the `Last-Modified` of the answers `studio_version` versions."""
+    return g.studio.changed_at
 
 
 def bookings_stamp() -> tuple:

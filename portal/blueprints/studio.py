@@ -7,7 +7,14 @@ from sqlalchemy import select
 
 from portal import formatting
 from portal.blueprints.auth import login_limit
-from portal.blueprints.context import bookings_stamp, studio_scoped, studio_version, studio_view, visible_booking
+from portal.blueprints.context import (
+    bookings_stamp,
+    studio_changed,
+    studio_scoped,
+    studio_version,
+    studio_view,
+    visible_booking,
+)
 from portal.clock import utcnow
 from portal.extensions import db, limiter
 from portal.http import error_response, external_url, public, render
@@ -46,7 +53,7 @@ def _resources():
 
 
 @bp.get("/")
-@public(version=studio_version, reuse=studio_version)
+@public(version=studio_version, modified=studio_changed, reuse=studio_version)
 def home():
     joined = current_user.is_authenticated and current_user.has_role(g.studio.id, Role.STUDENT)
     return render_template("studio/home.html", packages=_listed_packages(), resources=_resources(), joined=joined)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal.clock import utcnow
 from portal.extensions import db
-from portal.models.base import TimestampMixin
+from portal.models.base import TimestampMixin, UTCDateTime
 
 
 class Studio(TimestampMixin, db.Model):
@@ -17,6 +18,7 @@ class Studio(TimestampMixin, db.Model):
     version is published (`portal.services.configuration`), so every request reads them straight from this row.
     `config_version` is the published version's number and `calendar_version` grows with every change of opening
     hours, blackouts or the catalogue: together they say when anything cached about the studio is stale.
+    `changed_at` says when the row last changed, for `Last-Modified`.
     """
 
     __tablename__ = "studios"
@@ -60,6 +62,10 @@ class Studio(TimestampMixin, db.Model):
     makeup_valid_days: Mapped[int] = mapped_column(Integer, nullable=False, default=90)
     config_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     calendar_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # When anything of this row last changed (every UPDATE sets it, an ORM flush or a bulk `update(Studio)`): the
+    # `Last-Modified` of the public answers that depend on the row alone.
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow,
+                                                 server_default=func.now())
 
     @property
     def tz(self) -> ZoneInfo:
