@@ -179,3 +179,59 @@ def python_load(url: str, *, seconds: float, connections: int, headers: dict | N
     return {"client": "python", "requests": len(ordered), "rps": round(len(ordered) / elapsed, 1),
             "p50_ms": round(percentile(ordered, 0.5), 2), "p95_ms": round(percentile(ordered, 0.95), 2),
             "p99_ms": round(percentile(ordered, 0.99), 2), "errors": errors[0]}
+
+
+def paced_load(url: str, *, rate: float, seconds: float, connections: int, method: str = "GET", body_for=None) -> dict:
+    """Requests sent at a fixed `rate`/s for `seconds` (open loop: the schedule does not wait for answers), spread
+    over `connections` threads with a connection each. A latency counts from the moment the request was due, not
+    from when a busy thread got to send it, so a server that falls behind shows it (no coordinated omission).
+    Returns the rate achieved, p50/p95/p99 (ms) and errors."""
+    import http.client
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+
+    def client(first: int):
+        conn, mine, failed = None, [], 0
+        for k in range(first, total, connections):
+            due = start + k / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            body, extra = body_for(k) if body_for else (None, {})
+            conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            try:
+                conn.request(method, path, body=body, headers=extra)
+                with conn.getresponse() as response:
+                    response.read()
+                    failed += response.status >= 400
+                    if response.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+            except (OSError, http.client.HTTPException):
+                failed += 1
+                conn.close()
+                conn = None
+            mine.append((time.perf_counter() - due) * 1000)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {"client": "python, paced", "requests": len(ordered), "rate": rate, "rps": round(len(ordered) / elapsed, 1),
+            "p50_ms": round(percentile(ordered, 0.5), 2), "p95_ms": round(percentile(ordered, 0.95), 2),
+            "p99_ms": round(percentile(ordered, 0.99), 2), "errors": errors[0]}
