@@ -25,13 +25,19 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
+def unlimited(view):
+    """Mark `view` as one no rate limit applies to, so its requests skip the limiter's search for limits (see
+    `_unlimited`)."""
+    view.unlimited = True
+    return view
+
+
 @limiter.request_filter
-def _public_read() -> bool:
-    """A GET of a public answer (`portal.http.public`) has no rate limit, so it skips the limiter's search for one:
-    no limit in this app applies to one (they are on POSTs and on the admin API), and on a kept answer that
-    search cost as much as the rest of the request. A public view that needs a limit must change this."""
-    return request.method in ("GET", "HEAD") and getattr(
-        current_app.view_functions.get(request.endpoint), "reads_only", False)
+def _unlimited() -> bool:
+    """Requests to views marked `unlimited` (public answers, whose views only answer GET; signed webhook deliveries)
+    skip the limiter's search for a limit: none applies to them, and on a kept answer that search cost as much as
+    the rest of the request. Such a view that comes to need a limit must lose the mark."""
+    return getattr(current_app.view_functions.get(request.endpoint), "unlimited", False)
 
 
 class SessionInterface(SecureCookieSessionInterface):

@@ -16,6 +16,7 @@ from werkzeug.http import is_resource_modified
 from portal import freshness
 from portal.clock import utcnow
 from portal.config import PROJECT_ROOT
+from portal.extensions import unlimited
 from portal.lru import LRU, app_cache
 from portal.services.errors import DomainError
 
@@ -159,6 +160,7 @@ def public(view=None, *, version=None, modified=None, reuse=None):
         return _dated(response, last_modified)
 
     wrapper.reads_only = True  # a public answer never writes (see `portal.blueprints.context.studio_scoped`)
+    unlimited(wrapper)  # and carries no rate limit
     wrapper.reuse = reuse
     return wrapper
 

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.clock import utcnow
-from portal.extensions import csrf, db
+from portal.extensions import csrf, db, unlimited
 from portal.metrics import webhook_errors
 from portal.services import webhooks
 
@@ -17,6 +17,7 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 @bp.post("/stripe")
 @csrf.exempt  # authenticated by its signature instead
+@unlimited  # Stripe's deliveries are not throttled here (a flood of bad signatures is refused at the HMAC)
 def stripe_webhook():
     try:
         receipt = webhooks.receive(payload=request.get_data(cache=False),
