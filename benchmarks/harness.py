@@ -184,8 +184,9 @@ def python_load(url: str, *, seconds: float, connections: int, headers: dict | N
 def paced_load(url: str, *, rate: float, seconds: float, connections: int, method: str = "GET", body_for=None) -> dict:
     """Requests sent at a fixed `rate`/s for `seconds` (open loop: the schedule does not wait for answers), spread
     over `connections` threads with a connection each. A latency counts from the moment the request was due, not
-    from when a busy thread got to send it, so a server that falls behind shows it (no coordinated omission).
-    Returns the rate achieved, p50/p95/p99 (ms) and errors."""
+    from when a busy thread got to send it, so a server that falls behind shows it (no coordinated omission). The
+    bodies (`body_for(k)`, signed deliveries) are all made before the clock starts, so the client's own work while
+    it measures is the sending alone. Returns the rate achieved, p50/p95/p99 (ms) and errors."""
     import http.client
     import threading
     import time
@@ -194,6 +195,7 @@ def paced_load(url: str, *, rate: float, seconds: float, connections: int, metho
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     total = int(rate * seconds)
+    requests = [body_for(k) if body_for else (None, {}) for k in range(total)]
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -206,7 +208,7 @@ def paced_load(url: str, *, rate: float, seconds: float, connections: int, metho
             pause = due - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-            body, extra = body_for(k) if body_for else (None, {})
+            body, extra = requests[k]
             conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
             try:
                 conn.request(method, path, body=body, headers=extra)
