@@ -123,7 +123,9 @@ def public(view=None, *, version=None, modified=None, reuse=None):
     def _dated(response: Response, last_modified: datetime | None) -> Response:
         if last_modified is not None:
             response.last_modified = last_modified
-        return _shared(response).make_conditional(request)
+        if request.environ.get("HTTP_IF_NONE_MATCH") or request.environ.get("HTTP_IF_MODIFIED_SINCE"):
+            return response.make_conditional(request)
+        return response  # nothing to compare: a kept answer's repeat costs no header parsing
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -151,12 +153,13 @@ def public(view=None, *, version=None, modified=None, reuse=None):
             response = make_response(view(*args, **kwargs))
         if request.method not in ("GET", "HEAD") or response.status_code != 200:
             return response
+        _shared(response)
         if tag is not None:
             response.set_etag(tag)
         else:
             response.add_etag()
         if stamp is not None:
-            _keep(stamp, fresh.until, response)
+            _keep(stamp, fresh.until, response)  # as an anonymous visitor gets it (`_shared`), to serve as it is
         return _dated(response, last_modified)
 
     wrapper.reads_only = True  # a public answer never writes (see `portal.blueprints.context.studio_scoped`)
@@ -256,14 +259,18 @@ def wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
+_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "strict-origin-when-cross-origin"),
+                     ("X-Frame-Options", "DENY"), ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+_HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", current_app.config["PORTAL_CSP"])
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    """Every response's security headers, unless the view set its own (one pass over the headers, not one each)."""
+    wanted = [("Content-Security-Policy", current_app.config["PORTAL_CSP"]), *_SECURITY_HEADERS]
     if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        wanted.append(_HSTS)
+    present = {name.lower() for name in response.headers.keys()}
+    response.headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
     return response
 
 

@@ -157,12 +157,19 @@ def test_oversized_bodies_are_refused(client, studio):
 
 
 def test_security_headers_on_every_response(client, studio):
-    for path in ("/", f"{STUDIO}/", "/healthz", "/s/nowhere/"):
+    # the studio page twice: rendered, then served as kept
+    for path in ("/", f"{STUDIO}/", f"{STUDIO}/", "/healthz", "/s/nowhere/"):
         headers = client.get(path).headers
         csp = headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert headers["X-Frame-Options"] == "DENY" and "camera=()" in headers["Permissions-Policy"]
+        for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"):
+            assert len(headers.getlist(name)) == 1, (path, name)
+        assert "Strict-Transport-Security" not in headers  # plain HTTP here
+    secure = client.get(f"{STUDIO}/", base_url="https://localhost").headers
+    assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
 
 
 def test_pages_have_no_inline_scripts(client, studio):
