@@ -6,7 +6,7 @@ from portal.clock import utcnow
 from portal.jobs import job
 from portal.models import WebhookEvent
 from portal.payments import get_provider
-from portal.services import fulfilment
+from portal.services import fulfilment, fulfilment_batches
 
 #: When a claim found fewer events than a batch yet some still wait, their rows were locked for a moment (a
 #: redelivery counting itself): the drain looks again after this pause, this many times at most (then the next
@@ -26,7 +26,7 @@ def process_webhook_event(event_id: int) -> str:
 
 @job
 def drain_webhook_events() -> str:
-    """The events stored since the last drain, in batches (`fulfilment.process_waiting`) until none are waiting.
+    """The events stored since the last drain, in batches (`fulfilment_batches.process_waiting`) until none are waiting.
     Receiving a webhook wakes one (`dispatch.wake`); a full batch wakes another, so idle workers join in."""
     dispatch.woken("drain_webhook_events")
     provider, started, outcomes = get_provider(), time.monotonic(), Counter()
@@ -39,11 +39,11 @@ def drain_webhook_events() -> str:
 
     locked_looks = 0
     while True:
-        done = fulfilment.process_waiting(provider=provider, now=utcnow(), max_attempts=dispatch.max_attempts(),
+        done = fulfilment_batches.process_waiting(provider=provider, now=utcnow(), max_attempts=dispatch.max_attempts(),
                                           on_full=wake_another)
         outcomes.update(done)
-        if done.total() < fulfilment.BATCH_SIZE:
-            if locked_looks >= LOCKED_LOOKS or not fulfilment.any_waiting(dispatch.max_attempts()):
+        if done.total() < fulfilment_batches.BATCH_SIZE:
+            if locked_looks >= LOCKED_LOOKS or not fulfilment_batches.any_waiting(dispatch.max_attempts()):
                 break
             locked_looks += 1
             time.sleep(LOCKED_PAUSE_SEC)

@@ -6,26 +6,21 @@ later); confirmation of the booking and the payment record happen in one transac
 """
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from flask import current_app, has_app_context
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from portal import dispatch, logs, metrics, tenancy
+from portal import logs, metrics, tenancy
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Payment, PaymentFlag, PaymentStatus, Studio
 from portal.parsing import whole_number
 from portal.payments import CheckoutSession, PaymentProvider, PaymentProviderError, TransientProviderError
-from portal.services import audit, booking_totals, notifications, packs, refunds
+from portal.services import audit, notifications, packs, refunds
 from portal.services.errors import NotFound
 from portal.services.states import booking as booking_states
 from portal.services.states import payment as payments
@@ -62,12 +57,12 @@ def claim(event_id: int, now: datetime, max_attempts: int, lease: timedelta = PR
 
 
 def _take(event_id: int, now: datetime, max_attempts: int,
-          lease: timedelta) -> tuple[events.Claimed, _Paying | None] | None:
+          lease: timedelta) -> tuple[events.Claimed, Paying | None] | None:
     """Claim the event and, for a Checkout event, read the payment it is about in the same transaction (one commit
     for both). Returns None when the event is not ours to process."""
     try:
         taken = events.take(event_id, now=now, max_attempts=max_attempts, lease=lease)
-        paying = _paying_for_session(_object(taken.payload).get("id")) if taken.type in SESSION_EVENTS else None
+        paying = _paying_for_session(event_object(taken.payload).get("id")) if taken.type in SESSION_EVENTS else None
         db.session.commit()
         return taken, paying
     except (IllegalTransition, NotFound):
@@ -83,7 +78,7 @@ def _take(event_id: int, now: datetime, max_attempts: int,
 
 
 @dataclass
-class _Event:
+class Event:
     """The claimed event as processing sees it; `studio_id` is learnt on the way and written with the outcome."""
     id: int
     type: str
@@ -98,16 +93,16 @@ def process_event(event_id: int, *, provider: PaymentProvider, now: datetime, ma
 
     The claim returns what processing needs (type, payload), so the event row is written three times and never
     read: claimed, then (after the work, with the studio it turned out to be about) processed, retried or dead.
-    The payment a Checkout event is about is read in the claim's transaction (see `_Paying`)."""
+    The payment a Checkout event is about is read in the claim's transaction (see `Paying`)."""
     claimed = _take(event_id, now, max_attempts, lease)
     if claimed is None:
         return "skipped"
     taken, paying = claimed
-    event = _Event(event_id, taken.type, taken.payload or {}, taken.received_at)
-    return _attempt(event, taken.attempt, paying, provider, now, max_attempts)
+    event = Event(event_id, taken.type, taken.payload or {}, taken.received_at)
+    return run_attempt(event, taken.attempt, paying, provider, now, max_attempts)
 
 
-def _attempt(event: _Event, attempt: int, paying: _Paying | None, provider: PaymentProvider, now: datetime,
+def run_attempt(event: Event, attempt: int, paying: Paying | None, provider: PaymentProvider, now: datetime,
              max_attempts: int, fetched: CheckoutSession | Exception | None = None) -> str:
     """One attempt at a claimed event, to its recorded end: processed, ignored, retry (raises `RetryLater`) or dead.
     `fetched`: Stripe's answer about the payment's Checkout Session, when it was asked already (or what asking
@@ -133,142 +128,7 @@ def _attempt(event: _Event, attempt: int, paying: _Paying | None, provider: Paym
     return outcome
 
 
-#: Events one batch claims (`process_waiting`): enough to spread a claim and a commit over many events, few enough
-#: that a batch is done in a moment when Stripe answers in a few hundred milliseconds.
-BATCH_SIZE = 32
-#: Stripe requests a batch has in flight at once: processing an event is mostly waiting for Stripe's answer.
-FETCHES_AT_ONCE = 8
-_fetchers: ThreadPoolExecutor | None = None
-_fetchers_lock = threading.Lock()
-
-
-def process_waiting(*, provider: PaymentProvider, now: datetime, max_attempts: int, limit: int = BATCH_SIZE,
-                    on_full: Callable[[], None] | None = None) -> Counter:
-    """Process up to `limit` of the events waiting for their first attempt, together; returns their outcomes.
-
-    The batch is claimed in one statement (other workers' batches skip these rows), the payments of its Checkout
-    events are read in one more, in the same transaction, and their sessions are fetched from Stripe concurrently.
-    The plain case (a held booking paid as asked) is settled for the whole batch in one transaction: the payments,
-    the bookings, their totals and the events, each kind in one round trip. Anything else, or a batch whose
-    transaction is refused, goes through `_attempt` one event at a time, exactly as a single event's job would. An
-    attempt that fails is scheduled again with the retry delays (`dispatch.retry_later`); attempts and the dead end
-    are counted on the event row as ever.
-
-    `on_full` is called when the claim took `limit` events (more are probably waiting): to wake another worker
-    before this one spends its time on Stripe's answers."""
-    claimed = events.take_waiting(now=now, max_attempts=max_attempts, limit=limit)
-    if not claimed:
-        db.session.commit()
-        return Counter()
-    if len(claimed) == limit and on_full is not None:
-        on_full()
-    taken = [_Event(row.id, row.type, row.payload or {}, row.received_at) for row in claimed]
-    attempts = {row.id: row.attempt for row in claimed}
-    sessions = [_object(event.payload).get("id") for event in taken if event.type in SESSION_EVENTS]
-    paying = _paying_for_sessions([session for session in sessions if isinstance(session, str) and session])
-    db.session.commit()
-    payment_of = {event.id: paying.get(_object(event.payload).get("id")) for event in taken
-                  if event.type in SESSION_EVENTS}
-    fetched = _fetch_sessions(provider, {event_id: payment.checkout_session_id
-                                         for event_id, payment in payment_of.items() if payment is not None})
-    plain, seen = [], set()
-    for event in taken:
-        payment, session = payment_of.get(event.id), fetched.get(event.id)
-        if (payment is not None and isinstance(session, CheckoutSession) and payment.id not in seen
-                and _settles_plainly(payment, session)):
-            seen.add(payment.id)
-            plain.append((event, payment, session))
-    outcomes = Counter()
-    if plain and _settle_together(plain, attempts, now):
-        outcomes["processed"] += len(plain)
-        done = {event.id for event, _, _ in plain}
-    else:
-        done = set()
-    for event in taken:
-        if event.id in done:
-            continue
-        try:
-            outcomes[_attempt(event, attempts[event.id], payment_of.get(event.id), provider, now, max_attempts,
-                              fetched.get(event.id))] += 1
-        except RetryLater:
-            outcomes["retry"] += 1
-            try:
-                dispatch.retry_later("process_webhook_event", event.id, attempt=attempts[event.id])
-            except dispatch.DispatchError as error:  # the stuck-event sweep queues it
-                log.warning("event %s: retry not scheduled (%s)", event.id, error)
-    return outcomes
-
-
-def any_waiting(max_attempts: int) -> bool:
-    """Whether events still wait for their first attempt (see `events.any_waiting`); ends the read."""
-    try:
-        return events.any_waiting(max_attempts=max_attempts)
-    finally:
-        db.session.rollback()
-
-
-def _fetch_sessions(provider: PaymentProvider, sessions: dict[int, str]) -> dict[int, CheckoutSession | Exception]:
-    """Stripe's answer (or the exception asking raised) for each event's Checkout Session, asked concurrently."""
-    def fetch(session_id: str) -> CheckoutSession | Exception:
-        try:
-            return provider.retrieve_checkout_session(session_id)
-        except Exception as error:  # handled with the event, as if it had been raised there
-            return error
-
-    if len(sessions) <= 1:
-        return {event_id: fetch(session_id) for event_id, session_id in sessions.items()}
-    global _fetchers
-    with _fetchers_lock:
-        if _fetchers is None:
-            _fetchers = ThreadPoolExecutor(FETCHES_AT_ONCE, thread_name_prefix="stripe-fetch")
-    # Each under a copy of this context: the app's (metrics, tracing) and the job's span, as if fetched here.
-    answers = _fetchers.map(lambda session_id, context: context.run(fetch, session_id), sessions.values(),
-                            [contextvars.copy_context() for _ in sessions])
-    return dict(zip(sessions, answers, strict=True))
-
-
-def _settles_plainly(payment: _Paying, session: CheckoutSession) -> bool:
-    """Paid as asked for one held booking, nothing settled before: what `_settle` would settle and confirm."""
-    return (session.payment_status in ("paid", "no_payment_required") and payment.flag is None
-            and payment.series_id is None and payment.booking_status == BookingStatus.HELD
-            and payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.EXPIRED,
-                                   PaymentStatus.FAILED)
-            and session.amount_total == payment.amount_minor
-            and (session.currency or "").lower() == payment.currency.lower())
-
-
-def _settle_together(plain: list[tuple[_Event, _Paying, CheckoutSession]], attempts: dict[int, int],
-                     now: datetime) -> bool:
-    """Settle the payments, confirm the bookings and finish the events of `plain` in one transaction. False (rolled
-    back) if any row moved meanwhile or a constraint refused: the caller then takes them one at a time."""
-    try:
-        settled = payments.settle_many([(payment.id, session.amount_total, session.currency,
-                                         session.payment_intent_id) for _, payment, session in plain], now=now)
-        confirmed = settled == len(plain) and booking_states.confirm_many(
-            [(payment.booking_id, payment.policy,
-              booking_totals.Counted(payment.studio_id, payment.booking_resource_id, payment.booking_package_id,
-                                     payment.booking_start_at)) for _, payment, _ in plain], now=now) == len(plain)
-        finished = confirmed and events.finish_many(
-            [(event.id, attempts[event.id], payment.studio_id) for event, payment, _ in plain], now=now) == len(plain)
-        if not finished:
-            db.session.rollback()
-            return False
-        db.session.commit()
-    except SQLAlchemyError as error:
-        db.session.rollback()
-        log.info("batch of %d settled one by one instead (%s)", len(plain), type(error).__name__)
-        return False
-    metrics.webhook_events.labels("processed").inc(len(plain))
-    for event, payment, _ in plain:
-        logs.job_concerns(payment.studio_id, payment.studio_slug)
-        _count_confirmed((payment.booking_end_at - payment.booking_start_at) / timedelta(minutes=1), now,
-                         _stripe_time(event))
-    notifications.enqueue_many("confirmation", [(payment.booking_id, notifications.confirmation_key(payment.booking_id))
-                                                for _, payment, _ in plain])
-    return True
-
-
-def _failed(event: _Event, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
+def _failed(event: Event, attempt: int, error: str, now: datetime, max_attempts: int) -> str:
     metrics.webhook_events.labels("error").inc()
     try:
         if attempt >= max_attempts:
@@ -288,16 +148,16 @@ def _failed(event: _Event, attempt: int, error: str, now: datetime, max_attempts
     raise RetryLater(error)
 
 
-def _object(payload: dict | None) -> dict:
+def event_object(payload: dict | None) -> dict:
     """The object a Stripe event is about (`data.object`), or {}."""
     return ((payload or {}).get("data") or {}).get("object") or {}
 
 
-def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, now: datetime,
+def _dispatch(event: Event, paying: Paying | None, provider: PaymentProvider, now: datetime,
               fetched: CheckoutSession | Exception | None = None) -> str:
     """`paying`: the payment a Checkout event is about, read when the event was claimed (None: not a payment);
     `fetched`: Stripe's answer about its session when asked already (an exception asking raised is raised here)."""
-    obj = _object(event.payload)
+    obj = event_object(event.payload)
     if event.type in SESSION_EVENTS:
         if paying is None:
             purchase = packs.for_session(obj.get("id"))
@@ -313,7 +173,7 @@ def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, 
         if isinstance(fetched, Exception):
             raise fetched
         session = fetched or provider.retrieve_checkout_session(paying.checkout_session_id)
-        return _apply_session_fresh(event.type, paying.id, session, provider, now, paid_at=_stripe_time(event),
+        return _apply_session_fresh(event.type, paying.id, session, provider, now, paid_at=stripe_time(event),
                                     known=paying)
     if event.type == "payment_intent.payment_failed":
         return _payment_failed(obj, now)
@@ -322,7 +182,7 @@ def _dispatch(event: _Event, paying: _Paying | None, provider: PaymentProvider, 
     return "ignored"
 
 
-class _Paying(NamedTuple):
+class Paying(NamedTuple):
     """A payment as settling sees it, with its booking and its studio's policy: one joined Core SELECT, plain values
     (no ORM objects to build, track and expire on every event).
 
@@ -348,7 +208,7 @@ class _Paying(NamedTuple):
 
 
 def _paying_statements():
-    """The SELECT of `_Paying`, by Checkout Session and by payment id, built once. Core on the tables, without the
+    """The SELECT of `Paying`, by Checkout Session and by payment id, built once. Core on the tables, without the
     tenant filter: a payment is named by its session (an event seen across tenants) or by the id its caller found."""
     p, b, s = Payment.__table__, Booking.__table__, Studio.__table__
     columns = (p.c.id, p.c.studio_id, p.c.checkout_session_id, p.c.status, p.c.flag, p.c.series_id, p.c.amount_minor,
@@ -362,19 +222,19 @@ def _paying_statements():
 
 
 _PAYING_BY_SESSION, _PAYING_BY_ID, _PAYING_BY_SESSIONS = _paying_statements()
-_POLICY_AT = len(_Paying._fields) - 1
+_POLICY_AT = len(Paying._fields) - 1
 
 
-def _paying(statement, **params) -> _Paying | None:
+def _paying(statement, **params) -> Paying | None:
     row = db.session.connection().execute(statement, params).first()
     return _as_paying(row) if row is not None else None
 
 
-def _as_paying(row) -> _Paying:
-    return _Paying(*row[:_POLICY_AT], dict(zip(Studio.POLICY_FIELDS, row[_POLICY_AT:], strict=True)))
+def _as_paying(row) -> Paying:
+    return Paying(*row[:_POLICY_AT], dict(zip(Studio.POLICY_FIELDS, row[_POLICY_AT:], strict=True)))
 
 
-def _paying_for_sessions(session_ids: list[str]) -> dict[str, _Paying]:
+def paying_for_sessions(session_ids: list[str]) -> dict[str, Paying]:
     """`_paying_for_session` for many sessions in one SELECT: {session id: payment} (sessions not ours are absent)."""
     if not session_ids:
         return {}
@@ -382,12 +242,12 @@ def _paying_for_sessions(session_ids: list[str]) -> dict[str, _Paying]:
     return {paying.checkout_session_id: paying for paying in map(_as_paying, rows)}
 
 
-def _paying_for_session(session_id) -> _Paying | None:
+def _paying_for_session(session_id) -> Paying | None:
     return _paying(_PAYING_BY_SESSION, session_id=session_id) if isinstance(session_id, str) and session_id else None
 
 
 def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSession, provider: PaymentProvider,
-                         now: datetime, paid_at: datetime | None = None, known: _Paying | None = None) -> str:
+                         now: datetime, paid_at: datetime | None = None, known: Paying | None = None) -> str:
     """Apply Stripe's view of a session to the payment as it is now. The webhook, the student's return page and
     the sweeps may act on one payment at once; a transition refused because another got there first is applied
     again against the fresh state (every step is idempotent), so the outcome does not depend on who won.
@@ -406,7 +266,7 @@ def _apply_session_fresh(event_type: str, payment_id: int, session: CheckoutSess
     raise AssertionError("unreachable")
 
 
-def _apply_session(event_type: str, payment: _Paying, session: CheckoutSession, provider: PaymentProvider,
+def _apply_session(event_type: str, payment: Paying, session: CheckoutSession, provider: PaymentProvider,
                    now: datetime, paid_at: datetime | None = None) -> str:
     if session.payment_status in ("paid", "no_payment_required"):
         return _settle(payment, session, provider, now, paid_at)
@@ -427,7 +287,7 @@ def _apply_session(event_type: str, payment: _Paying, session: CheckoutSession, 
     return "processed"
 
 
-def _settle(payment: _Paying, session: CheckoutSession, provider: PaymentProvider, now: datetime,
+def _settle(payment: Paying, session: CheckoutSession, provider: PaymentProvider, now: datetime,
             paid_at: datetime | None = None) -> str:
     """Money arrived: confirm the booking with the payment in one transaction, or refund if the slot is gone.
     `paid_at` (when Stripe recorded the payment, from the event) times the confirmation for the KPI histogram."""
@@ -460,7 +320,7 @@ def _settle(payment: _Paying, session: CheckoutSession, provider: PaymentProvide
         except IntegrityError:
             db.session.rollback()  # the expired hold's slot was taken meanwhile: refund
         else:
-            _count_confirmed(booking_minutes, now, paid_at)
+            count_confirmed(booking_minutes, now, paid_at)
             notifications.enqueue("confirmation", booking_id, key=notifications.confirmation_key(booking_id))
             return "processed"
     elif booking_status == BookingStatus.CONFIRMED:
@@ -470,7 +330,7 @@ def _settle(payment: _Paying, session: CheckoutSession, provider: PaymentProvide
     return _refund_unplaceable(payment_id, session, now)
 
 
-def _place_paid(payment: _Paying, now: datetime) -> str:
+def _place_paid(payment: Paying, now: datetime) -> str:
     """A payment recorded as paid whose booking was left unconfirmed (the ops console's "paid but not confirmed"):
     confirm the booking now, or refund in full if its time was taken meanwhile."""
     payment_id, booking_id = payment.id, payment.booking_id
@@ -489,7 +349,7 @@ def _place_paid(payment: _Paying, now: datetime) -> str:
 _UNPLACEABLE = "paid after the hold expired and the slot was taken: refunded in full"
 
 
-def _settle_series(payment: _Paying, received: dict, session: CheckoutSession, now: datetime) -> str:
+def _settle_series(payment: Paying, received: dict, session: CheckoutSession, now: datetime) -> str:
     """A weekly series paid in one Checkout: every week it still holds is confirmed with the payment, in one
     transaction, each with the policy of now. If a week's time was taken after its hold expired, nothing is
     confirmed and the whole payment is refunded (the student is told and can book again)."""
@@ -514,14 +374,14 @@ def _settle_series(payment: _Paying, received: dict, session: CheckoutSession, n
     return "processed"
 
 
-def _count_confirmed(minutes: float, now: datetime, paid_at: datetime | None) -> None:
+def count_confirmed(minutes: float, now: datetime, paid_at: datetime | None) -> None:
     metrics.checkout_sessions_completed.inc()
     metrics.booking_duration.observe(minutes)
     if paid_at is not None:
         metrics.payment_to_confirmed.observe(max(0.0, (now - paid_at).total_seconds()))
 
 
-def _stripe_time(event: _Event) -> datetime:
+def stripe_time(event: Event) -> datetime:
     """When Stripe created the event (its `created`), or when it reached us if the payload has none."""
     created = event.payload.get("created")
     if isinstance(created, int) and not isinstance(created, bool):

@@ -27,7 +27,7 @@ from portal.models import (
 )
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
-from portal.services import fulfilment, sweeps
+from portal.services import fulfilment, fulfilment_batches, sweeps
 from tests.factories import PASSWORD, make_studio, make_user, next_weekday
 from tests.payments.helpers import control, deliver, drain, events, pay, signed_post
 
@@ -492,7 +492,7 @@ def _process_waiting(app, statements: list | None = None):
         if statements is not None:
             sa_event.listen(db.engine, "before_cursor_execute", count)
         try:
-            return fulfilment.process_waiting(provider=get_provider(), now=utcnow(), max_attempts=3)
+            return fulfilment_batches.process_waiting(provider=get_provider(), now=utcnow(), max_attempts=3)
         finally:
             if statements is not None:
                 sa_event.remove(db.engine, "before_cursor_execute", count)
