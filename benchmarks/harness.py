@@ -128,11 +128,29 @@ def load(url: str, *, seconds: float, connections: int, headers: dict | None = N
     return python_load(url, seconds=seconds, connections=connections, headers=headers)
 
 
+def _exchange(conn, parts, method: str, path: str, body, headers: dict):
+    """One request on `conn` (opened when None); returns the connection to use next (None once closed) and whether
+    the answer was a success (below 400)."""
+    import http.client
+
+    conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        with conn.getresponse() as response:
+            response.read()
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = None
+            return conn, response.status < 400
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return None, False
+
+
 def python_load(url: str, *, seconds: float, connections: int, headers: dict | None = None,
                 method: str = "GET", body_for=None) -> dict:
     """The Python client: `connections` threads, each one connection kept open where the server allows.
     `body_for(i)` gives (body, headers) per request for POSTs (webhook deliveries are signed one by one)."""
-    import http.client
     import threading
     import time
     from urllib.parse import urlsplit
@@ -148,21 +166,9 @@ def python_load(url: str, *, seconds: float, connections: int, headers: dict | N
         conn, mine, failed = None, [], 0
         while time.monotonic() < deadline:
             body, extra = body_for(next(counter)) if body_for else (None, {})
-            conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
             t0 = time.perf_counter()
-            try:
-                conn.request(method, path, body=body, headers={**(headers or {}), **extra})
-                with conn.getresponse() as response:
-                    response.read()
-                    if response.status >= 400:
-                        failed += 1
-                    if response.getheader("Connection", "").lower() == "close":
-                        conn.close()
-                        conn = None
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                conn.close()
-                conn = None
+            conn, ok = _exchange(conn, parts, method, path, body, {**(headers or {}), **extra})
+            failed += not ok
             mine.append((time.perf_counter() - t0) * 1000)
         with lock:
             latencies.extend(mine)
@@ -187,7 +193,6 @@ def paced_load(url: str, *, rate: float, seconds: float, connections: int, metho
     from when a busy thread got to send it, so a server that falls behind shows it (no coordinated omission). The
     bodies (`body_for(k)`, signed deliveries) are all made before the clock starts, so the client's own work while
     it measures is the sending alone. Returns the rate achieved, p50/p95/p99 (ms) and errors."""
-    import http.client
     import threading
     import time
     from urllib.parse import urlsplit
@@ -209,19 +214,8 @@ def paced_load(url: str, *, rate: float, seconds: float, connections: int, metho
             if pause > 0:
                 time.sleep(pause)
             body, extra = requests[k]
-            conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            try:
-                conn.request(method, path, body=body, headers=extra)
-                with conn.getresponse() as response:
-                    response.read()
-                    failed += response.status >= 400
-                    if response.getheader("Connection", "").lower() == "close":
-                        conn.close()
-                        conn = None
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                conn.close()
-                conn = None
+            conn, ok = _exchange(conn, parts, method, path, body, extra)
+            failed += not ok
             mine.append((time.perf_counter() - due) * 1000)
         with lock:
             latencies.extend(mine)
