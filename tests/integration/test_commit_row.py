@@ -1,22 +1,29 @@
 """`database.commit_row`: one statement, committed as it runs (PostgreSQL: in autocommit, on a pooled connection)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from portal import database
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import WebhookSignature
+from portal.models import EventStatus, WebhookEvent, WebhookSignature
 from tests.conftest import _pg_admin
 
 BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _sign(digest: str):
+    return _sign_at(digest, utcnow())
+
+
+def _sign_at(digest: str, received_at: datetime):
     statement = insert(WebhookSignature.__table__).returning(WebhookSignature.__table__.c.id)
-    return database.commit_row(statement, {"digest": digest, "received_at": utcnow()})
+    return database.commit_row(statement, {"digest": digest, "received_at": received_at})
 
 
 def _stored() -> int:
@@ -47,3 +54,38 @@ def test_a_pooled_connection_closed_while_idle_is_replaced_before_the_statement(
                                (db.engine.url.database,)).fetchone()[0]
     assert killed >= 1
     assert _sign("d" * 64).id > 0 and _stored() == 2
+
+
+def _event_row(**values):
+    table = WebhookEvent.__table__
+    return database.commit_row(insert(table).returning(table.c.id, table.c.status, table.c.payload), values)
+
+
+@BOTH
+def test_values_are_written_as_their_column_types_write_them(app_ctx):
+    """JSON, the status enum and UTC timestamps are converted as SQLAlchemy converts them (on PostgreSQL the
+    statement goes to the driver, past SQLAlchemy's execution); a value the type refuses writes nothing."""
+    received = datetime(2027, 3, 14, 3, 30, tzinfo=ZoneInfo("America/New_York"))
+    row = _event_row(provider_event_id="evt_types", type="charge.refunded", payload={"id": "evt_types", "n": [1, 2]},
+                     status=EventStatus.IGNORED, attempts=0, deliveries=1, last_error="", received_at=received,
+                     updated_at=received)
+    assert (row.status, row.payload) == ("ignored", {"id": "evt_types", "n": [1, 2]})
+    db.session.rollback()
+    stored = db.session.get(WebhookEvent, row.id)
+    in_utc = datetime(2027, 3, 14, 7, 30, tzinfo=timezone.utc)  # 3:30 EDT, just after the clocks went forward
+    assert (stored.status, stored.received_at, stored.updated_at) == (EventStatus.IGNORED, in_utc, in_utc)
+    with pytest.raises(StatementError, match="naive datetime"):
+        _sign_at("e" * 64, datetime(2027, 3, 14, 7, 30))
+    db.session.rollback()
+    assert _stored() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_on_postgres_every_value_must_be_given(app_ctx):
+    """Column defaults computed in Python (`received_at`'s clock) are SQLAlchemy's execution's to apply, which the
+    driver path skips: a statement that relies on one is refused before it is sent."""
+    table = WebhookSignature.__table__
+    with pytest.raises(TypeError, match="received_at"):
+        database.commit_row(insert(table).returning(table.c.id), {"digest": "f" * 64})
+    assert _stored() == 0

@@ -162,20 +162,20 @@ def test_redelivery_with_a_fresh_signature_is_a_counted_duplicate_processed_once
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_on_postgres_an_acknowledgement_is_one_statement_in_autocommit(app, client, monkeypatch):
-    """Storing a delivery is one INSERT (the signature in a CTE) that is its own transaction: no BEGIN (psycopg
-    sends one before the first statement of a connection not in autocommit) and no COMMIT travel, for a new event,
-    a redelivery and a refused replay alike."""
+    """Storing a delivery is one prepared INSERT (the signature in a CTE) that is its own transaction: no BEGIN
+    (psycopg sends one before the first statement of a connection not in autocommit) and no COMMIT travel, for a
+    new event, a redelivery and a refused replay alike."""
     import psycopg
 
     assert signed_post(client, _event("evt_first_connection")).status_code == 200  # the dialect's first-connect queries
-    sent: list[tuple[str, bool]] = []
+    sent: list[tuple[str, bool, bool]] = []
     commits: list[object] = []
     execute, commit = psycopg.Cursor.execute, psycopg.Connection.commit
     requests = threading.get_ident()  # the test client's requests run here; processing on the job threads
 
     def watched_execute(cursor, query, *args, **kwargs):
         if threading.get_ident() == requests:
-            sent.append((str(query), cursor.connection.autocommit))
+            sent.append((str(query), cursor.connection.autocommit, kwargs.get("prepare")))
         return execute(cursor, query, *args, **kwargs)
 
     def watched_commit(connection):
@@ -194,8 +194,8 @@ def test_on_postgres_an_acknowledgement_is_one_statement_in_autocommit(app, clie
     assert [a.status_code for a in answers] == [200, 200, 400]
     assert [a.get_json().get("duplicate") for a in answers[:2]] == [False, True]
     assert answers[2].get_json()["error"] == "replay_blocked"
-    assert len(sent) == 3 and all(query.lstrip().startswith("WITH signed AS") for query, _ in sent), sent
-    assert all(autocommit for _, autocommit in sent) and commits == []
+    assert len(sent) == 3 and all(query.lstrip().startswith("WITH signed AS") for query, _, _ in sent), sent
+    assert all(autocommit and prepared for _, autocommit, prepared in sent) and commits == []
     monkeypatch.undo()
     with app.app_context():
         row = db.session.scalar(select(WebhookEvent).filter_by(provider_event_id="evt_one_statement"))
