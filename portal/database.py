@@ -42,9 +42,11 @@ def read_row(statement, params: dict):
         return db.session.execute(statement, params).first()
     try:
         return _on_driver(statement, params)
-    except exc.OperationalError:
-        # The server closed the connection (a restart, a failover), and `_on_driver` dropped the pool's others:
-        # read through the session on a fresh one, which raises as usual if the database is really gone.
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The server had closed the connection, and `_on_driver` dropped the pool's others: read through the
+        # session on a fresh one, which raises as usual if the database is really gone.
         return db.session.execute(statement, params).first()
 
 
@@ -74,8 +76,8 @@ def commit_row(statement, params: dict):
 def _on_driver(statement, params: dict):
     """Run `statement` on a pooled connection's psycopg driver in autocommit, prepared, and return its first row.
 
-    Driver errors are raised as SQLAlchemy's, as its own execution would; on an `OperationalError` the connection,
-    and with it every pooled one (the server closed them all), is discarded first.
+    Driver errors are raised as SQLAlchemy's, as its own execution would. When the server had closed the connection,
+    it and every other pooled one (closed with it) are discarded first, and the error says it was invalidated.
     """
     driver_statement = _compiled(statement, db.engine.dialect, frozenset(params))
     try:
@@ -97,10 +99,12 @@ def _on_driver(statement, params: dict):
             if not driver.closed:
                 driver.autocommit = False
     except psycopg.Error as error:
-        if isinstance(error, psycopg.OperationalError):
+        lost = driver.closed  # the server closed it (a restart, a failover): so it did the pool's others
+        if lost:
             pooled.invalidate(error)
             db.engine.dispose()
-        raise exc.DBAPIError.instance(driver_statement.sql, values, error, psycopg.Error) from error
+        raise exc.DBAPIError.instance(driver_statement.sql, values, error, psycopg.Error,
+                                      connection_invalidated=lost) from error
     finally:
         pooled.close()
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from portal import database
 from portal.clock import utcnow
@@ -89,3 +89,24 @@ def test_on_postgres_every_value_must_be_given(app_ctx):
     with pytest.raises(TypeError, match="received_at"):
         database.commit_row(insert(table).returning(table.c.id), {"digest": "f" * 64})
     assert _stored() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_on_postgres_only_a_lost_connection_drops_the_pool(app_ctx, monkeypatch):
+    """A refused row keeps the pooled connections; a connection the server closed under a statement (no idle check
+    before it) drops them all, the error says so, and the next statement runs on a fresh one."""
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    _sign("h" * 64)
+    pool = db.engine.pool
+    with pytest.raises(IntegrityError) as refused:
+        _sign("h" * 64)
+    assert not refused.value.connection_invalidated and db.engine.pool is pool
+    db.session.remove()
+    with _pg_admin() as admin:  # a database restart while the pool's connections sit idle
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                      (db.engine.url.database,))
+    with pytest.raises(OperationalError) as lost:
+        _sign("i" * 64)
+    assert lost.value.connection_invalidated and db.engine.pool is not pool
+    assert _sign("i" * 64).id > 0 and _stored() == 2
