@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from psycopg.rows import namedtuple_row
 from sqlalchemy import event, exc
 
+from portal import tracing
 from portal.extensions import db
 
 #: A pooled PostgreSQL connection idle longer than this is checked (`SELECT 1`) before it is handed out.
@@ -93,8 +94,10 @@ def _on_driver(statement, params: dict):
         driver = pooled.driver_connection
         driver.autocommit = True  # client-side only: no round trip
         try:
-            return driver.cursor(row_factory=namedtuple_row).execute(driver_statement.sql, values,
-                                                                      prepare=True).fetchone()
+            with tracing.span(f"{driver_statement.verb} {db.engine.url.database}",
+                              **driver_statement.span_attributes, **{"db.name": db.engine.url.database}):
+                return driver.cursor(row_factory=namedtuple_row).execute(driver_statement.sql, values,
+                                                                          prepare=True).fetchone()
         finally:
             if not driver.closed:
                 driver.autocommit = False
@@ -112,11 +115,14 @@ def _on_driver(statement, params: dict):
 @dataclass(frozen=True)
 class _DriverStatement:
     """A statement compiled once for the driver: its SQL, the values written into it, and the conversions its
-    parameters' types make (SQLAlchemy's bind processors: JSON, UTC timestamps, enums)."""
+    parameters' types make (SQLAlchemy's bind processors: JSON, UTC timestamps, enums). With tracing on, it is a
+    span named and described as SQLAlchemy's instrumentation describes the statements that go through it."""
 
     sql: str
     fixed: dict
     conversions: dict
+    verb: str
+    span_attributes: dict
 
     def values(self, params: dict) -> dict:
         convert = self.conversions
@@ -137,7 +143,9 @@ def _compiled(statement, dialect, given: frozenset) -> _DriverStatement:
     missing = sorted(name for name, value in fixed.items() if value is None)
     if missing:
         raise TypeError(f"no value given for {', '.join(missing)}")
-    return _DriverStatement(str(compiled), fixed, conversions)
+    sql = str(compiled)
+    return _DriverStatement(sql, fixed, conversions, sql.split(None, 1)[0], {"db.system": dialect.name,
+                                                                            "db.statement": sql})
 
 
 def _ping_when_idle(engine) -> None:
