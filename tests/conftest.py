@@ -164,6 +164,10 @@ def empty_tables(app) -> None:
         db.engine.dispose()
 
 
+#: Runs a test on SQLite and again on PostgreSQL (the `backend` fixture picks the database).
+BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+
+
 @pytest.fixture(params=["sqlite"])
 def backend(request):
     """The database a test runs on; `@pytest.mark.parametrize("backend", ["sqlite", "postgres"])` widens it."""

@@ -25,10 +25,10 @@ from tests.admin.catalogue_support import (
     within,
 )
 from tests.admin.conftest import STUDIO, log_in
+from tests.conftest import BOTH
 from tests.factories import make_blackout
 from tests.payments.helpers import drain
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 BLACKOUTS = f"{STUDIO}/admin/calendar/blackouts"
 HTMX = {"HX-Request": "true"}
 

@@ -13,8 +13,6 @@ from portal.extensions import db
 from portal.models import CreditBalance, CreditEntry, Role
 from tests.factories import make_studio, make_user
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-
 
 @pytest.fixture
 def studio(app_ctx):

@@ -15,7 +15,8 @@ from portal.models import AuditEntry, Booking, BookingStatus, CreditBalance, Cre
 from portal.services import audit, credits
 from portal.services.errors import SlotUnavailable
 from portal.services.states import credit as credit_states
-from tests.credits.conftest import BOTH, assert_ledger_matches_balances, local, soon_start
+from tests.conftest import BOTH
+from tests.credits.conftest import assert_ledger_matches_balances, local, soon_start
 from tests.factories import next_weekday
 
 

@@ -28,8 +28,8 @@ from portal.models import (
 from portal.payments import get_provider
 from portal.services import audit, credit_admin, credits, pack_refunds
 from portal.services.errors import DomainError
-from tests.conftest import csrf_token_from
-from tests.credits.conftest import BOTH, assert_ledger_matches_balances, local
+from tests.conftest import BOTH, csrf_token_from
+from tests.credits.conftest import assert_ledger_matches_balances, local
 from tests.factories import PASSWORD, make_studio, make_user, next_weekday
 from tests.payments.helpers import deliver, drain, pay
 

@@ -10,9 +10,8 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Package, Resource, Role
 from portal.services import availability
+from tests.conftest import BOTH
 from tests.factories import make_blackout, make_studio, make_user, next_weekday
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 @pytest.fixture

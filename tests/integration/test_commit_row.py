@@ -12,9 +12,7 @@ from portal import database
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import EventStatus, WebhookEvent, WebhookSignature
-from tests.conftest import _pg_admin
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+from tests.conftest import BOTH, _pg_admin
 
 
 def _sign(digest: str):

@@ -15,9 +15,8 @@ from portal.extensions import db
 from portal.models import Booking, BookingStatus, Role, Studio, User
 from portal.services import bookings
 from portal.services.errors import InvalidInput, SlotUnavailable
+from tests.conftest import BOTH
 from tests.factories import make_studio, make_user, next_weekday
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _start(day, hh_mm: str, tz="America/New_York") -> datetime:

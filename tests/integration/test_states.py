@@ -36,9 +36,9 @@ from portal.services.states import payment as payment_states
 from portal.services.states import refund as refund_states
 from portal.services.states import webhook_event as event_states
 from portal.services.states.machine import IllegalTransition
+from tests.conftest import BOTH
 from tests.factories import make_studio, make_user
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 MACHINES = {"booking": booking_states.MACHINE, "payment": payment_states.MACHINE, "refund": refund_states.MACHINE,
             "webhook event": event_states.MACHINE, "configuration version": version_states.MACHINE,
             "proposal": proposal_states.MACHINE}

@@ -15,12 +15,12 @@ from portal.metrics import REGISTRY
 from portal.models import Booking, BookingStatus, MakeupCredit, PaymentStatus, Reschedule, Studio, User
 from portal.services import lesson_changes, policy
 from portal.services.errors import Conflict, SlotUnavailable
+from tests.conftest import BOTH
 from tests.factories import PASSWORD, make_user
 from tests.lessons.conftest import booking_row, days_ahead, local, within
 from tests.payments.helpers import control, drain
 
 STUDIO = "/s/melody-and-meter"
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _service(app, studio, fn, booking_id, *, now=None, **kwargs):

@@ -25,13 +25,13 @@ from portal.models import (
     User,
 )
 from portal.services import notifications
+from tests.conftest import BOTH
 from tests.factories import make_studio, make_user
 from tests.notifications.helpers import make_booking, parts, within
 
 NEW_YORK = ZoneInfo("America/New_York")
 LESSON = datetime(2026, 11, 25, 16, 0, tzinfo=NEW_YORK)  # a Wednesday, after the clocks went back: EST
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _send(app, kind, booking_id, key=None, now=NOW):

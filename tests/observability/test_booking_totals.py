@@ -29,9 +29,9 @@ from portal.models import (
 from portal.services import audit, booking_totals, stats
 from portal.services.states import booking as booking_states
 from portal.services.states.machine import IllegalTransition
+from tests.conftest import BOTH
 from tests.factories import make_studio, make_user
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 ACTOR = audit.SYSTEM
 
 

@@ -22,9 +22,9 @@ from portal.models import (
 )
 from portal.payments import get_provider
 from portal.services import audit, credits, pack_refunds, refunds
-from tests.conftest import csrf_token_from
+from tests.conftest import BOTH, csrf_token_from
 from tests.ops.conftest import STUDIO, later, log_in, within
-from tests.ops.test_reconciliation import BOTH, audited, ids, listed, repair, status_of
+from tests.ops.test_reconciliation import audited, ids, listed, repair, status_of
 from tests.ops.test_repair_safety import store_without_queueing
 from tests.payments.helpers import control, deliver, drain, pay
 

@@ -2,7 +2,6 @@
 each repair fixes it, is audited, and changes nothing when submitted a second time."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select, text
 
 from portal.clock import utcnow
@@ -22,11 +21,9 @@ from portal.models import (
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
 from portal.services import reconciliation, sweeps
-from tests.conftest import STRIPE_API_KEY
+from tests.conftest import BOTH, STRIPE_API_KEY
 from tests.ops.conftest import STUDIO, hold, later, lesson_start, log_in, within
 from tests.payments.helpers import control, deliver, drain, pay
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def listed(app, name: str) -> list[dict]:

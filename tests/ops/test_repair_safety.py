@@ -23,9 +23,9 @@ from portal.models import (
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
 from portal.services import refunds, sweeps
-from tests.conftest import STRIPE_API_KEY
+from tests.conftest import BOTH, STRIPE_API_KEY
 from tests.ops.conftest import STUDIO, hold, later, lesson_start, log_in, within
-from tests.ops.test_reconciliation import BOTH, audited, ids, listed, paid_lesson, repair, status_of
+from tests.ops.test_reconciliation import audited, ids, listed, paid_lesson, repair, status_of
 from tests.payments.helpers import control, deliver, drain, pay
 
 

@@ -2,7 +2,6 @@
 week's hold, by the expiry sweep, never one week left held for a Checkout that can no longer be paid."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from portal import tenancy
@@ -12,9 +11,8 @@ from portal.models import AuditEntry, Booking, BookingStatus, Payment, PaymentSt
 from portal.payments import get_provider
 from portal.services import series, sweeps
 from portal.services.states import payment as payment_states
+from tests.conftest import BOTH
 from tests.ops.conftest import later, lesson_start
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def _held_series(app, studio, hh_mm: str, weeks: int = 3) -> tuple[list[int], int, str]:

@@ -28,10 +28,10 @@ from portal.models import (
 from portal.payments import get_provider
 from portal.payments.stripe_provider import StripeProvider
 from portal.services import fulfilment, fulfilment_batches, sweeps
+from tests.conftest import BOTH
 from tests.factories import PASSWORD, make_studio, make_user, next_weekday
 from tests.payments.helpers import control, deliver, drain, events, pay, signed_post
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 STUDIO = "/s/melody-and-meter"
 
 

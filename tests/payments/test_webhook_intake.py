@@ -13,12 +13,11 @@ from portal.extensions import db
 from portal.metrics import REGISTRY
 from portal.models import EventStatus, WebhookEvent, WebhookSignature
 from stripe_standin import sign
-from tests.conftest import STRIPE_WEBHOOK_SECRET
+from tests.conftest import BOTH, STRIPE_WEBHOOK_SECRET
 from tests.payments.helpers import drain, signed_post
 
 OLD_SECRET = "whsec_" + "previous-secret-" * 2
 #: Storing is one statement on PostgreSQL and two on SQLite: the tests that store run on both.
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 @pytest.fixture

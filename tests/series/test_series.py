@@ -14,10 +14,10 @@ from portal.extensions import db
 from portal.models import Booking, BookingSeries, BookingStatus, Role, Studio, User
 from portal.services import audit, availability, bookings, credits, series
 from portal.services.errors import DomainError, InvalidInput
+from tests.conftest import BOTH
 from tests.credits.conftest import assert_ledger_matches_balances
 from tests.factories import make_blackout, make_studio, make_user, next_weekday
 
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 NY = ZoneInfo("America/New_York")
 ENGINE = {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 0, "pool_timeout": 60}}
 

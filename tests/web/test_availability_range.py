@@ -10,11 +10,11 @@ from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Package, Resource, Role
+from tests.conftest import BOTH
 from tests.factories import make_blackout, make_studio, make_user
 
 STUDIO = "/s/melody-and-meter"
 NEW_YORK = ZoneInfo("America/New_York")
-BOTH = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 
 
 def next_dst_change(after: date) -> date:

@@ -14,11 +14,10 @@ from portal import tenancy
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Booking, BookingStatus, Package, Resource, Role
+from tests.conftest import BOTH
 from tests.factories import make_studio, make_user, next_weekday
 
 STUDIO = "/s/melody-and-meter"
-POSTGRES_TOO = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                                       indirect=True)
 
 
 @pytest.fixture
@@ -88,7 +87,7 @@ def at(instant: datetime):
         yield
 
 
-@POSTGRES_TOO
+@BOTH
 def test_a_repeat_is_answered_from_the_kept_answer_with_the_studio_lookup_alone(client, studio, statements):
     day = next_weekday(2)
     first = _slots(client, day)
@@ -101,7 +100,7 @@ def test_a_repeat_is_answered_from_the_kept_answer_with_the_studio_lookup_alone(
     assert repeat.status_code == 304 and repeat.get_data() == b""
 
 
-@POSTGRES_TOO
+@BOTH
 def test_a_booking_written_around_the_services_is_seen_on_the_next_request(client, studio):
     day = next_weekday(2)
     page = f"{STUDIO}/packages/lesson-60?resource=piano&date={day}"

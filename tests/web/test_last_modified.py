@@ -16,12 +16,11 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Package, Role, Studio
 from portal.services import audit, catalogue, configuration, studios
+from tests.conftest import BOTH
 from tests.factories import PASSWORD, make_studio, make_user, next_weekday
 
 STUDIO = "/s/melody-and-meter"
 DATED = [f"{STUDIO}/", f"{STUDIO}/api/packages", f"{STUDIO}/api/config"]
-POSTGRES_TOO = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                                       indirect=True)
 
 
 @pytest.fixture
@@ -71,7 +70,7 @@ def test_every_kind_of_write_to_the_studio_row_moves_its_changed_at(studio, chan
         assert _changed_at(studio) == utcnow()
 
 
-@POSTGRES_TOO
+@BOTH
 @pytest.mark.parametrize("path", DATED)
 def test_an_if_modified_since_repeat_is_304_until_the_studio_changes(client, studio, path):
     with still_clock(60) as clock:
