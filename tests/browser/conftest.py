@@ -47,6 +47,27 @@ def _not_ready(environ, start_response):
     return [b"the live app is not attached yet"]
 
 
+def _answered_whole(app):
+    """`app` with each answer read whole and closed before werkzeug writes it.
+
+    werkzeug's server closes an answer only after draining the request's socket, and when the browser has already
+    reset the connection (it often drops a favicon or stylesheet request as it moves on) that drain raises first:
+    the answer's open file (a static file) is then left to the garbage collector, whose ResourceWarning fails
+    whichever test is running at the time. The portal streams nothing, so reading answers whole changes nothing
+    else.
+    """
+
+    def answer(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return answer
+
+
 @pytest.fixture
 def live_socket():
     """A server bound to a free port but not serving yet: `(server, base URL)`.
@@ -90,7 +111,7 @@ def live_server(live_socket, live_app, stripe_standin):
     """Serve `live_app` on the bound socket in a daemon thread, with the stand-in's webhooks pointed at it;
     yields the base URL (no trailing slash)."""
     server, base_url = live_socket
-    server.app = live_app
+    server.app = _answered_whole(live_app)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
