@@ -80,7 +80,7 @@ def _on_driver(statement, params: dict):
     Driver errors are raised as SQLAlchemy's, as its own execution would. When the server had closed the connection,
     it and every other pooled one (closed with it) are discarded first, and the error says it was invalidated.
     """
-    driver_statement = _compiled(statement, db.engine.dialect, frozenset(params))
+    driver_statement = _compiled(statement, db.engine, frozenset(params))
     try:
         values = driver_statement.values(params)
     except Exception as error:  # a value its type refuses (a naive datetime for a UTC column, say)
@@ -94,8 +94,7 @@ def _on_driver(statement, params: dict):
         driver = pooled.driver_connection
         driver.autocommit = True  # client-side only: no round trip
         try:
-            with tracing.span(f"{driver_statement.verb} {db.engine.url.database}",
-                              **driver_statement.span_attributes, **{"db.name": db.engine.url.database}):
+            with tracing.span(driver_statement.span_name, **driver_statement.span_attributes):
                 return driver.cursor(row_factory=namedtuple_row).execute(driver_statement.sql, values,
                                                                           prepare=True).fetchone()
         finally:
@@ -121,7 +120,7 @@ class _DriverStatement:
     sql: str
     fixed: dict
     conversions: dict
-    verb: str
+    span_name: str
     span_attributes: dict
 
     def values(self, params: dict) -> dict:
@@ -131,7 +130,8 @@ class _DriverStatement:
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(statement, dialect, given: frozenset) -> _DriverStatement:
+def _compiled(statement, engine, given: frozenset) -> _DriverStatement:
+    dialect, database = engine.dialect, engine.url.database
     compiled = statement.compile(dialect=dialect, column_keys=sorted(given))
     conversions = {}
     for bind, name in compiled.bind_names.items():
@@ -144,8 +144,8 @@ def _compiled(statement, dialect, given: frozenset) -> _DriverStatement:
     if missing:
         raise TypeError(f"no value given for {', '.join(missing)}")
     sql = str(compiled)
-    return _DriverStatement(sql, fixed, conversions, sql.split(None, 1)[0], {"db.system": dialect.name,
-                                                                            "db.statement": sql})
+    return _DriverStatement(sql, fixed, conversions, f"{sql.split(None, 1)[0]} {database}",
+                            {"db.system": dialect.name, "db.name": database, "db.statement": sql})
 
 
 def _ping_when_idle(engine) -> None:
